@@ -1,0 +1,298 @@
+//! Typed settings: defaults, then an optional TOML file, then `VERSION_APP_*` variables
+//! (and `DATABASE_URL`). A wrong setting stops start-up with a message naming it.
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Prefix of every environment variable the application reads (besides `DATABASE_URL`).
+pub const ENV_PREFIX: &str = "VERSION_APP_";
+
+/// Everything the application can be told; field names are the TOML keys, and
+/// `VERSION_APP_<NAME>` in upper case are the environment variables.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Address to listen on (`VERSION_APP_LISTEN`); port 0 picks a free port.
+    pub listen: String,
+    /// `sqlite://PATH` (default, file created on first start) or `postgres://…`.
+    pub database_url: String,
+    /// Connections in the pool.
+    pub database_pool_size: u32,
+    /// Seconds to wait for a pooled connection before answering "store unavailable".
+    pub database_timeout_secs: u64,
+    /// Load the bundled GitLab release history into an empty store on start-up.
+    pub seed_releases: bool,
+    /// Seconds between checks for release changes made by other processes.
+    pub release_refresh_secs: u64,
+    /// HTTP worker threads; 0 means one per CPU core.
+    pub workers: usize,
+    /// Seconds that graceful shutdown waits for in-flight requests.
+    pub shutdown_timeout_secs: u64,
+    /// Optional MaxMind-format country database; only the country code is ever kept.
+    pub geoip_path: Option<PathBuf>,
+    /// Milliseconds between flushes of recorded version checks to the store.
+    pub check_flush_interval_ms: u64,
+    /// Most distinct (day, host, version, country) keys held in memory between flushes.
+    pub check_buffer_max_keys: usize,
+    /// Longest query string accepted on the check routes, in bytes.
+    pub check_max_query_bytes: usize,
+    /// Largest Service Ping body accepted, as sent (compressed or not), in bytes.
+    pub ingest_max_body_bytes: usize,
+    /// Largest Service Ping body after gzip decompression, in bytes.
+    pub ingest_max_decompressed_bytes: usize,
+    /// Deepest JSON nesting accepted in a Service Ping payload.
+    pub ingest_max_json_depth: usize,
+    /// Service Ping bodies being processed at once before new ones get 503 + Retry-After.
+    pub ingest_max_concurrent: usize,
+    /// Seconds between background recomputations of the DevOps-score leaders.
+    pub devops_leaders_refresh_secs: u64,
+    /// Days raw Service Ping payloads are kept; 0 keeps them forever.
+    pub raw_payload_retention_days: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: "127.0.0.1:8080".into(),
+            database_url: "sqlite://data/version-app.db".into(),
+            database_pool_size: 8,
+            database_timeout_secs: 5,
+            seed_releases: true,
+            release_refresh_secs: 30,
+            workers: 0,
+            shutdown_timeout_secs: 30,
+            geoip_path: None,
+            check_flush_interval_ms: 5_000,
+            check_buffer_max_keys: 100_000,
+            check_max_query_bytes: 4096,
+            ingest_max_body_bytes: 8 * 1024 * 1024,
+            ingest_max_decompressed_bytes: 32 * 1024 * 1024,
+            ingest_max_json_depth: 64,
+            ingest_max_concurrent: 16,
+            devops_leaders_refresh_secs: 300,
+            raw_payload_retention_days: 0,
+        }
+    }
+}
+
+/// A setting that could not be read or makes no sense.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The TOML file or an environment variable did not fit the settings' types.
+    #[error("invalid configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    /// A value had the right type but an unusable value.
+    #[error("invalid configuration: `{setting}`: {message}")]
+    Invalid {
+        /// The setting's name (TOML key).
+        setting: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Which store a database URL points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite file.
+    Sqlite,
+    /// PostgreSQL server.
+    Postgres,
+}
+
+impl Backend {
+    /// Picks the backend from a URL's scheme; anything but SQLite or PostgreSQL is refused.
+    pub fn from_url(url: &str) -> Option<Backend> {
+        let scheme = url
+            .split_once("://")
+            .map(|(s, _)| s)
+            .or_else(|| url.split_once(':').map(|(s, _)| s))?;
+        match scheme.to_ascii_lowercase().as_str() {
+            "sqlite" => Some(Backend::Sqlite),
+            "postgres" | "postgresql" => Some(Backend::Postgres),
+            _ => None,
+        }
+    }
+}
+
+impl Settings {
+    /// Reads settings: defaults, then `config_file` (if given), then the environment.
+    pub fn load(config_file: Option<&Path>) -> Result<Settings, ConfigError> {
+        Self::from_figment(Self::figment(config_file))
+    }
+
+    /// The layered configuration source; exposed so tests can add their own layers.
+    pub fn figment(config_file: Option<&Path>) -> Figment {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(path) = config_file {
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment
+            .merge(
+                Env::raw()
+                    .only(&["DATABASE_URL"])
+                    .map(|_| "database_url".into()),
+            )
+            // VERSION_APP_CONFIG names the file itself; it is not a setting.
+            .merge(Env::prefixed(ENV_PREFIX).ignore(&["CONFIG"]))
+    }
+
+    /// Extracts and validates settings from a figment.
+    pub fn from_figment(figment: Figment) -> Result<Settings, ConfigError> {
+        let settings: Settings = figment.extract().map_err(Box::new)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// The environment variable names the application reads, for checking deployment files.
+    pub fn env_var_names() -> Vec<String> {
+        let defaults = serde_json::to_value(Settings::default()).expect("settings serialise");
+        let mut names: Vec<String> = defaults
+            .as_object()
+            .expect("settings are a struct")
+            .keys()
+            .map(|k| format!("{ENV_PREFIX}{}", k.to_ascii_uppercase()))
+            .collect();
+        names.push("DATABASE_URL".into());
+        names.push(format!("{ENV_PREFIX}CONFIG"));
+        names.push("RUST_LOG".into());
+        names
+    }
+
+    /// The parsed listen address.
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen.parse().expect("validated at load")
+    }
+
+    /// The store the database URL points at.
+    pub fn backend(&self) -> Backend {
+        Backend::from_url(&self.database_url).expect("validated at load")
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid =
+            |setting: &'static str, message: String| Err(ConfigError::Invalid { setting, message });
+        if self.listen.parse::<SocketAddr>().is_err() {
+            return invalid(
+                "listen",
+                format!("`{}` is not an address like 127.0.0.1:8080", self.listen),
+            );
+        }
+        if Backend::from_url(&self.database_url).is_none() {
+            return invalid(
+                "database_url",
+                "must start with sqlite:// or postgres:// (other stores are not supported)".into(),
+            );
+        }
+        if self.database_pool_size == 0 {
+            return invalid("database_pool_size", "must be at least 1".into());
+        }
+        let positive: [(&'static str, u64); 5] = [
+            ("database_timeout_secs", self.database_timeout_secs),
+            ("release_refresh_secs", self.release_refresh_secs),
+            ("check_flush_interval_ms", self.check_flush_interval_ms),
+            (
+                "devops_leaders_refresh_secs",
+                self.devops_leaders_refresh_secs,
+            ),
+            ("check_buffer_max_keys", self.check_buffer_max_keys as u64),
+        ];
+        for (setting, value) in positive {
+            if value == 0 {
+                return invalid(setting, "must be greater than 0".into());
+            }
+        }
+        if self.check_max_query_bytes < 64 {
+            return invalid("check_max_query_bytes", "must be at least 64".into());
+        }
+        if self.ingest_max_body_bytes < 1024
+            || self.ingest_max_decompressed_bytes < self.ingest_max_body_bytes
+        {
+            return invalid(
+                "ingest_max_decompressed_bytes",
+                "must be at least ingest_max_body_bytes, which must be at least 1024".into(),
+            );
+        }
+        if !(2..=512).contains(&self.ingest_max_json_depth) {
+            return invalid("ingest_max_json_depth", "must be between 2 and 512".into());
+        }
+        if self.ingest_max_concurrent == 0 {
+            return invalid("ingest_max_concurrent", "must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    // Jail's closures return figment's own (large) error type; that is its API, not ours.
+    #![allow(clippy::result_large_err)]
+    use super::*;
+    use figment::Jail;
+
+    #[test]
+    fn defaults_are_valid() {
+        Jail::expect_with(|_| {
+            let settings = Settings::load(None).unwrap();
+            assert_eq!(settings.listen, "127.0.0.1:8080");
+            assert_eq!(settings.backend(), Backend::Sqlite);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn file_then_environment_override_defaults() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "va.toml",
+                "listen = \"0.0.0.0:9000\"\nseed_releases = false\n",
+            )?;
+            jail.set_env("VERSION_APP_LISTEN", "127.0.0.1:9100");
+            jail.set_env("DATABASE_URL", "postgres://u@h/db");
+            let settings = Settings::load(Some(Path::new("va.toml"))).unwrap();
+            assert_eq!(settings.listen, "127.0.0.1:9100");
+            assert!(!settings.seed_releases);
+            assert_eq!(settings.backend(), Backend::Postgres);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn wrong_settings_name_the_setting() {
+        Jail::expect_with(|jail| {
+            jail.set_env("VERSION_APP_DATABASE_POOL_SIZE", "many");
+            let err = Settings::load(None).unwrap_err().to_string();
+            assert!(err.to_lowercase().contains("database_pool_size"), "{err}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("VERSION_APP_LISTEN_ADRESS", "x");
+            let err = Settings::load(None).unwrap_err().to_string();
+            assert!(err.to_lowercase().contains("listen_adress"), "{err}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("DATABASE_URL", "mysql://x");
+            let err = Settings::load(None).unwrap_err().to_string();
+            assert!(err.contains("database_url"), "{err}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("VERSION_APP_LISTEN", "localhost");
+            let err = Settings::load(None).unwrap_err().to_string();
+            assert!(err.contains("listen"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn env_names_cover_every_setting() {
+        let names = Settings::env_var_names();
+        assert!(names.contains(&"VERSION_APP_SEED_RELEASES".to_string()));
+        assert!(names.contains(&"VERSION_APP_LISTEN".to_string()));
+        assert!(names.contains(&"DATABASE_URL".to_string()));
+    }
+}

@@ -1,0 +1,4 @@
+//! One file per table: `find_*` / `list_*` reads, `New*` insertables, writes in transactions.
+
+pub mod releases;
+pub mod tokens;

@@ -1,0 +1,127 @@
+//! One error type for JSON handlers, one envelope on the wire:
+//! `{"error": "<code>", "message": "<what is wrong>"}`. A 500 never carries internal text;
+//! its cause is logged once, here, at the boundary.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+use crate::db::DbError;
+
+/// Seconds a client is asked to wait when the store is unavailable.
+pub const RETRY_AFTER_SECS: u64 = 60;
+
+/// An error answered to an API client.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed; the message names the problem.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No valid credentials.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Valid credentials without the needed scope.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The thing asked for does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request conflicts with what exists (e.g. a duplicate release).
+    #[error("{0}")]
+    Conflict(String),
+    /// Well-formed but semantically wrong input.
+    #[error("{0}")]
+    Unprocessable(String),
+    /// The body is larger than the configured cap.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// The body's media type is not one this route reads.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// The store cannot take the request now; the client should retry later.
+    #[error("the store is unavailable, retry later")]
+    Unavailable,
+    /// A bug or unexpected failure; details go to the log only.
+    #[error("internal error")]
+    Internal(String),
+}
+
+/// The JSON error envelope.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody<'a> {
+    /// Machine-readable code, e.g. `bad_request`.
+    pub error: &'a str,
+    /// Human-readable explanation naming the problem.
+    pub message: String,
+}
+
+impl ApiError {
+    /// The machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::Unprocessable(_) => "unprocessable_entity",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::Unavailable => "unavailable",
+            ApiError::Internal(_) => "internal_error",
+        }
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(err: DbError) -> Self {
+        if err.is_unavailable() {
+            tracing::warn!(error.cause = %err, "store unavailable");
+            ApiError::Unavailable
+        } else {
+            ApiError::Internal(err.to_string())
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let ApiError::Internal(cause) = self {
+            tracing::error!(error.cause = %cause, "request failed");
+        }
+        let mut response = HttpResponse::build(self.status_code());
+        if matches!(self, ApiError::Unavailable) {
+            response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS.to_string()));
+        }
+        response.json(ErrorBody {
+            error: self.code(),
+            message: self.to_string(),
+        })
+    }
+}
+
+/// Turns actix's own extractor failures (bad query string, JSON, sizes) into the envelope,
+/// so every JSON route answers errors the same way.
+pub fn json_extractor_error(err: impl std::fmt::Display, status: StatusCode) -> actix_web::Error {
+    let api = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(err.to_string()),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType(err.to_string()),
+        _ => ApiError::BadRequest(err.to_string()),
+    };
+    api.into()
+}

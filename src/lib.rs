@@ -1,0 +1,15 @@
+//! version-app: an open, self-hostable re-implementation of GitLab's Version Application.
+//!
+//! See `README.md` for the architecture; the module list below mirrors it.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod render;
+pub mod routes;
+pub mod snapshot;
+pub mod startup;
+pub mod telemetry;

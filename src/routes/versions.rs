@@ -1,0 +1,303 @@
+//! The release API that GitLab's tooling already speaks (protocol section 3).
+//!
+//! - `GET /api/v1/versions?per_page=&page=`: public, newest first.
+//! - `POST /api/v1/versions[/]`: form fields `private_token` + `version`, exactly as
+//!   omnibus-gitlab's `add_to_version_server.sh` sends them: form-encoded even when its
+//!   Content-Type claims JSON, so the body is read by its shape, not its header.
+//! - `PATCH /api/v1/versions/{version}`: set the security level and advisory text.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{self, AuthError, Scope};
+use crate::db::models::releases::{self, ReleaseRow, SecurityChange};
+use crate::domain::csv_import::parse_release_version;
+use crate::domain::release::{Release, SecurityLevel};
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+/// Default and largest page sizes, as in GitLab's own API.
+const DEFAULT_PER_PAGE: usize = 20;
+const MAX_PER_PAGE: usize = 100;
+/// Release writes are a few fields; anything bigger is not a release.
+pub const MAX_RELEASE_BODY_BYTES: usize = 64 * 1024;
+
+/// One release on the wire.
+#[derive(Debug, Serialize)]
+pub struct ReleaseJson {
+    /// Canonical version, e.g. `16.7.2`.
+    pub version: String,
+    /// Publication day, `YYYY-MM-DD`.
+    pub released_on: NaiveDate,
+    /// `none`, `non_critical` or `critical`.
+    pub security: SecurityLevel,
+    /// Advisory batch id; `null` for non-security releases.
+    pub advisory: Option<String>,
+    /// Advisory text shown in GitLab's modal.
+    pub details: String,
+}
+
+impl From<&Release> for ReleaseJson {
+    fn from(r: &Release) -> Self {
+        ReleaseJson {
+            version: r.version.to_string(),
+            released_on: r.released_on,
+            security: r.security,
+            advisory: r.advisory_id(),
+            details: r.details.clone(),
+        }
+    }
+}
+
+fn row_json(row: &ReleaseRow) -> Result<ReleaseJson, ApiError> {
+    Ok(ReleaseJson::from(&row.to_domain()?))
+}
+
+fn parse_page_param(name: &str, value: &str, max: usize) -> Result<usize, ApiError> {
+    value
+        .trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=max).contains(n))
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "`{name}` must be a whole number from 1 to {max}, got `{value}`"
+            ))
+        })
+}
+
+/// `GET /api/v1/versions`: the release table from the in-memory snapshot, newest first,
+/// with GitLab-style pagination headers.
+pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let params: Vec<(String, String)> = serde_urlencoded::from_str(req.query_string())
+        .map_err(|e| ApiError::BadRequest(format!("malformed query string: {e}")))?;
+    let mut per_page = DEFAULT_PER_PAGE;
+    let mut page = 1;
+    for (key, value) in &params {
+        match key.as_str() {
+            "per_page" => per_page = parse_page_param("per_page", value, MAX_PER_PAGE)?,
+            "page" => page = parse_page_param("page", value, 1_000_000)?,
+            _ => {}
+        }
+    }
+    let table = state.releases.current();
+    let total = table.len();
+    let total_pages = total.div_ceil(per_page).max(1);
+    let items: Vec<ReleaseJson> = table
+        .releases()
+        .iter()
+        .rev()
+        .skip((page - 1).saturating_mul(per_page))
+        .take(per_page)
+        .map(ReleaseJson::from)
+        .collect();
+    let mut response = HttpResponse::Ok();
+    response
+        .insert_header(("X-Total", total.to_string()))
+        .insert_header(("X-Total-Pages", total_pages.to_string()))
+        .insert_header(("X-Page", page.to_string()))
+        .insert_header(("X-Per-Page", per_page.to_string()));
+    if page < total_pages {
+        response.insert_header(("X-Next-Page", (page + 1).to_string()));
+        response.insert_header((
+            header::LINK,
+            format!(
+                "<{}?per_page={per_page}&page={}>; rel=\"next\"",
+                req.path(),
+                page + 1
+            ),
+        ));
+    }
+    Ok(response.json(items))
+}
+
+/// Fields of a release creation, from a form or a JSON object.
+#[derive(Debug, Default, Deserialize)]
+struct CreateFields {
+    private_token: Option<String>,
+    version: Option<String>,
+    released_on: Option<String>,
+    security: Option<String>,
+    advisory: Option<String>,
+    details: Option<String>,
+}
+
+/// Reads the body by its shape: a JSON object if it looks like one, else form fields.
+fn decode_body<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
+    let text = std::str::from_utf8(body)
+        .map_err(|_| ApiError::BadRequest("the body is not UTF-8 text".into()))?;
+    let trimmed = text.trim_start();
+    if trimmed.is_empty() {
+        return Ok(T::default());
+    }
+    if trimmed.starts_with('{') {
+        serde_json::from_str(trimmed)
+            .map_err(|e| ApiError::BadRequest(format!("the body is not a valid JSON object: {e}")))
+    } else {
+        serde_urlencoded::from_str(text)
+            .map_err(|e| ApiError::BadRequest(format!("the body is not valid form data: {e}")))
+    }
+}
+
+/// The token from the `PRIVATE-TOKEN` header (GitLab's convention) or `Authorization: Bearer`.
+fn header_token(req: &HttpRequest) -> Option<String> {
+    let headers = req.headers();
+    if let Some(value) = headers.get("private-token").and_then(|v| v.to_str().ok()) {
+        return Some(value.to_string());
+    }
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::to_string)
+}
+
+async fn authorize(state: &AppState, token: Option<String>) -> Result<(), ApiError> {
+    let outcome = state
+        .db
+        .run(move |conn| auth::authorize(conn, token.as_deref(), Scope::ReleasesWrite))
+        .await?;
+    match outcome {
+        Ok(_) => Ok(()),
+        Err(AuthError::Forbidden(scope)) => {
+            Err(ApiError::Forbidden(AuthError::Forbidden(scope).to_string()))
+        }
+        Err(other) => Err(ApiError::Unauthorized(other.to_string())),
+    }
+}
+
+fn parse_level(text: Option<&str>) -> Result<Option<SecurityLevel>, ApiError> {
+    text.map(|t| {
+        t.parse::<SecurityLevel>()
+            .map_err(|e| ApiError::Unprocessable(e.to_string()))
+    })
+    .transpose()
+}
+
+fn check_body_size(body: &web::Bytes) -> Result<(), ApiError> {
+    if body.len() > MAX_RELEASE_BODY_BYTES {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "a release body may be at most {MAX_RELEASE_BODY_BYTES} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// `POST /api/v1/versions`: adds a release (201), refusing duplicates (409).
+pub async fn create(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    check_body_size(&body)?;
+    let fields: CreateFields = decode_body(&body)?;
+    authorize(
+        &state,
+        fields.private_token.clone().or_else(|| header_token(&req)),
+    )
+    .await?;
+
+    let raw_version = fields
+        .version
+        .as_deref()
+        .filter(|v| !v.trim().is_empty())
+        .ok_or_else(|| ApiError::Unprocessable("the field `version` is required".into()))?;
+    let version = parse_release_version(raw_version).map_err(ApiError::Unprocessable)?;
+    let released_on = match fields
+        .released_on
+        .as_deref()
+        .filter(|d| !d.trim().is_empty())
+    {
+        Some(text) => NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").map_err(|_| {
+            ApiError::Unprocessable(format!(
+                "`released_on` must be a YYYY-MM-DD date, got `{text}`"
+            ))
+        })?,
+        None => Utc::now().date_naive(),
+    };
+    let release = Release {
+        version: version.clone(),
+        released_on,
+        security: parse_level(fields.security.as_deref())?.unwrap_or_default(),
+        advisory: fields.advisory.filter(|a| !a.trim().is_empty()),
+        details: fields.details.unwrap_or_default(),
+    };
+    let inserted = state
+        .db
+        .run(move |conn| releases::insert(conn, &release))
+        .await?;
+    let Some(row) = inserted else {
+        return Err(ApiError::Conflict(format!(
+            "release {version} already exists"
+        )));
+    };
+    state.releases.reload(&state.db).await?;
+    tracing::info!(release.version = %row.version, "release added");
+    Ok(HttpResponse::Created().json(row_json(&row)?))
+}
+
+/// Body of a security-level change.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecurityFields {
+    private_token: Option<String>,
+    security: Option<String>,
+    /// Absent: unchanged; `null` or `""`: cleared.
+    #[serde(default, deserialize_with = "deserialize_some")]
+    advisory: Option<Option<String>>,
+    details: Option<String>,
+}
+
+/// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
+fn deserialize_some<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+/// `PATCH /api/v1/versions/{version}`: sets a release's security level and advisory text.
+pub async fn set_security(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    check_body_size(&body)?;
+    let fields: SecurityFields = if body.iter().all(u8::is_ascii_whitespace) {
+        SecurityFields::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::BadRequest(format!("the body is not a valid JSON object: {e}"))
+        })?
+    };
+    authorize(&state, header_token(&req).or(fields.private_token.clone())).await?;
+    let version = parse_release_version(&path).map_err(ApiError::BadRequest)?;
+    let security = parse_level(fields.security.as_deref())?.ok_or_else(|| {
+        ApiError::Unprocessable(
+            "the field `security` is required (none, non_critical or critical)".into(),
+        )
+    })?;
+    let change = SecurityChange {
+        security,
+        advisory: fields.advisory.map(|a| a.filter(|s| !s.trim().is_empty())),
+        details: fields.details,
+    };
+    let lookup = version.clone();
+    let updated = state
+        .db
+        .run(move |conn| releases::update_security(conn, &lookup, &change))
+        .await?;
+    let Some(row) = updated else {
+        return Err(ApiError::NotFound(format!(
+            "release {version} does not exist"
+        )));
+    };
+    state.releases.reload(&state.db).await?;
+    tracing::info!(release.version = %row.version, release.security = %row.security, "release security changed");
+    Ok(HttpResponse::Ok().json(row_json(&row)?))
+}

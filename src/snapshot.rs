@@ -1,0 +1,90 @@
+//! The in-memory release snapshot that every verdict reads.
+//!
+//! Readers get an `Arc` to an immutable [`ReleaseTable`] without locking (`arc-swap`);
+//! writers rebuild a whole new table and swap it in. Changes made by other processes
+//! (a second app instance, the CLI) are noticed by a cheap periodic fingerprint query.
+
+use arc_swap::ArcSwap;
+use chrono::NaiveDateTime;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+use crate::db::models::releases;
+use crate::db::{AnyConnection, Db, DbError};
+use crate::domain::verdict::ReleaseTable;
+
+type Marker = (i64, Option<NaiveDateTime>);
+
+/// Shared handle to the current release table.
+#[derive(Clone)]
+pub struct Releases {
+    current: Arc<ArcSwap<ReleaseTable>>,
+    marker: Arc<Mutex<Option<Marker>>>,
+    generation: Arc<watch::Sender<u64>>,
+}
+
+impl Releases {
+    /// Starts with an empty table (replaced by the first load).
+    pub fn empty() -> Releases {
+        let (sender, _) = watch::channel(0);
+        Releases {
+            current: Arc::new(ArcSwap::from_pointee(ReleaseTable::default())),
+            marker: Arc::new(Mutex::new(None)),
+            generation: Arc::new(sender),
+        }
+    }
+
+    /// The table as of now.
+    pub fn current(&self) -> Arc<ReleaseTable> {
+        self.current.load_full()
+    }
+
+    /// Notified with a new generation number every time the table is swapped; lets other
+    /// parts (e.g. materialised verdicts) follow release changes.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.generation.subscribe()
+    }
+
+    /// Reloads from the store if it changed (or unconditionally with `force`).
+    /// Blocking: call off the async workers. Returns true when the table was swapped.
+    pub fn reload_blocking(&self, conn: &mut AnyConnection, force: bool) -> Result<bool, DbError> {
+        let marker = releases::change_marker(conn)?;
+        {
+            let last = self.marker.lock().expect("marker lock");
+            if !force && *last == Some(marker) {
+                return Ok(false);
+            }
+        }
+        let table = ReleaseTable::new(releases::list_domain(conn)?);
+        let count = table.len();
+        self.current.store(Arc::new(table));
+        *self.marker.lock().expect("marker lock") = Some(marker);
+        self.generation.send_modify(|g| *g += 1);
+        tracing::info!(releases.count = count, "release snapshot loaded");
+        Ok(true)
+    }
+
+    /// Reloads unconditionally, after this process changed the table.
+    pub async fn reload(&self, db: &Db) -> Result<(), DbError> {
+        let this = self.clone();
+        db.run(move |conn| this.reload_blocking(conn, true).map(|_| ()))
+            .await
+    }
+
+    /// Polls the store for changes made elsewhere until the process ends.
+    pub fn spawn_refresh(&self, db: Db, every: Duration) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(every);
+            ticker.tick().await;
+            loop {
+                ticker.tick().await;
+                let job = this.clone();
+                if let Err(err) = db.run(move |conn| job.reload_blocking(conn, false)).await {
+                    tracing::warn!(error.cause = %err, "release refresh failed; keeping the current snapshot");
+                }
+            }
+        })
+    }
+}

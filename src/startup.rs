@@ -1,0 +1,128 @@
+//! Wires settings, store, snapshot and routes into a running server.
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{web, App, HttpServer};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing_actix_web::TracingLogger;
+
+use crate::config::Settings;
+use crate::db::models::releases;
+use crate::db::Db;
+use crate::domain::csv_import::parse_releases_csv;
+use crate::routes;
+use crate::snapshot::Releases;
+use crate::telemetry::PrivateRootSpan;
+
+/// The release history bundled with the binary (GitLab's real table, see `assets/`).
+pub const BUNDLED_RELEASES_CSV: &[u8] = include_bytes!("../assets/releases.csv");
+
+/// Shared, read-mostly state every handler can reach.
+pub struct AppState {
+    /// The store.
+    pub db: Db,
+    /// The release snapshot verdicts read.
+    pub releases: Releases,
+    /// Effective settings.
+    pub settings: Arc<Settings>,
+}
+
+/// A bound, not yet running server.
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: web::Data<AppState>,
+}
+
+/// Migrates the store and, on first start of an empty store, loads the bundled releases.
+/// Blocking: run off the async workers.
+pub fn prepare_store(db: &Db, settings: &Settings) -> anyhow::Result<()> {
+    let applied = db.migrate()?;
+    if !applied.is_empty() {
+        tracing::info!(migrations = ?applied, "schema migrated");
+    }
+    if settings.seed_releases {
+        let bundled = parse_releases_csv(BUNDLED_RELEASES_CSV)?;
+        let mut conn = db.get()?;
+        let seeded = releases::seed_if_empty(&mut conn, &bundled)?;
+        if seeded > 0 {
+            tracing::info!(
+                releases.count = seeded,
+                "bundled release table loaded into the empty store"
+            );
+        }
+    }
+    Ok(())
+}
+
+impl Application {
+    /// Connects, migrates, loads the snapshot, binds the listener and builds the server.
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let settings = Arc::new(settings);
+        let db = Db::connect(&settings)?;
+        let releases = Releases::empty();
+        {
+            let (db, settings, releases) = (db.clone(), settings.clone(), releases.clone());
+            tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+                prepare_store(&db, &settings)?;
+                releases.reload_blocking(&mut db.get()?, true)?;
+                Ok(())
+            })
+            .await??;
+        }
+        releases.spawn_refresh(
+            db.clone(),
+            Duration::from_secs(settings.release_refresh_secs),
+        );
+
+        let listener = TcpListener::bind(settings.listen_addr())
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
+        let port = listener.local_addr()?.port();
+        let state = web::Data::new(AppState {
+            db,
+            releases,
+            settings: settings.clone(),
+        });
+
+        let app_state = state.clone();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .wrap(TracingLogger::<PrivateRootSpan>::new())
+                .app_data(app_state.clone())
+                .configure(routes::configure)
+        })
+        .listen(listener)?
+        .shutdown_timeout(settings.shutdown_timeout_secs);
+        if settings.workers > 0 {
+            server = server.workers(settings.workers);
+        }
+        let server = server.run();
+        tracing::info!(listen.port = port, store = ?settings.backend(), "version-app listening");
+        Ok(Application {
+            port,
+            server,
+            state,
+        })
+    }
+
+    /// The bound port (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A handle to stop the server gracefully (what SIGTERM does).
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until stopped (SIGINT/SIGTERM or [`ServerHandle::stop`]), then finishes the
+    /// shutdown work that must not be lost.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let Application { server, state, .. } = self;
+        server.await?;
+        drop(state);
+        tracing::info!("version-app stopped");
+        Ok(())
+    }
+}

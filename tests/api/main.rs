@@ -1,0 +1,8 @@
+//! One integration-test binary: every test talks to the real server over HTTP and to a
+//! real database (SQLite by default, PostgreSQL with `TEST_DATABASE_URL`).
+
+mod cli;
+mod deployment;
+mod health;
+mod helpers;
+mod versions;
