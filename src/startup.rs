@@ -11,6 +11,7 @@ use crate::config::Settings;
 use crate::db::models::releases;
 use crate::db::Db;
 use crate::domain::csv_import::parse_releases_csv;
+use crate::geoip::GeoIp;
 use crate::routes;
 use crate::snapshot::Releases;
 use crate::telemetry::PrivateRootSpan;
@@ -26,6 +27,8 @@ pub struct AppState {
     pub releases: Releases,
     /// Effective settings.
     pub settings: Arc<Settings>,
+    /// Country lookup, when a GeoIP database is configured and readable.
+    pub geoip: Option<Arc<GeoIp>>,
 }
 
 /// A bound, not yet running server.
@@ -79,10 +82,13 @@ impl Application {
         let listener = TcpListener::bind(settings.listen_addr())
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
         let port = listener.local_addr()?.port();
+        // A missing or corrupt database only disables geo lookup (with a warning).
+        let geoip = GeoIp::open_optional(settings.geoip_path.as_deref()).map(Arc::new);
         let state = web::Data::new(AppState {
             db,
             releases,
             settings: settings.clone(),
+            geoip,
         });
 
         let app_state = state.clone();

@@ -802,17 +802,6 @@ fn json_error(error: serde_json::Error, limits: &PayloadLimits) -> PayloadError 
     }
 }
 
-fn json_type_name(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 /// Flattens any JSON value (see [`FlatMetrics`] for the rules). A top-level scalar yields one
 /// leaf with an empty key path.
 ///
@@ -1630,22 +1619,13 @@ mod tests {
 
     #[test]
     fn deep_nesting_is_rejected_without_blowing_the_stack() {
-        // 100,000 nested arrays, unterminated, as an attacker would send them.
-        let body = "[".repeat(100_000);
+        // 100,000 nested arrays inside a payload, unterminated, as an attacker would send them.
+        let body = format!("{{{ID},\"x\":{}", "[".repeat(100_000));
         assert_eq!(
             parse_str(&body).unwrap_err().to_string(),
             "JSON nesting deeper than 64 levels"
         );
-        // A megabyte of it, and deep objects.
-        assert!(matches!(
-            parse(&vec![b'['; 1 << 20]).unwrap_err(),
-            PayloadError::TooDeep { .. }
-        ));
-        assert!(matches!(
-            parse_str(&"{\"a\":".repeat(100_000)).unwrap_err(),
-            PayloadError::TooDeep { .. }
-        ));
-        // The same inside an otherwise valid payload.
+        // Terminated, and a full megabyte of it.
         let body = with_id(&format!(
             "\"x\":{}1{}",
             "[".repeat(100_000),
@@ -1654,6 +1634,22 @@ mod tests {
         assert_eq!(
             parse_str(&body).unwrap_err(),
             PayloadError::TooDeep { max_depth: 64 }
+        );
+        let mut body = b"{\"x\":".to_vec();
+        body.resize(1 << 20, b'[');
+        assert_eq!(
+            parse(&body).unwrap_err(),
+            PayloadError::TooDeep { max_depth: 64 }
+        );
+        // Deep objects.
+        assert_eq!(
+            parse_str(&"{\"a\":".repeat(100_000)).unwrap_err(),
+            PayloadError::TooDeep { max_depth: 64 }
+        );
+        // A bare array is refused for what it is before its depth matters.
+        assert_eq!(
+            parse_str(&"[".repeat(100_000)).unwrap_err().to_string(),
+            "payload must be a JSON object, not an array"
         );
         // Objects count too; the configured limit applies.
         let limits = PayloadLimits {
@@ -1667,6 +1663,27 @@ mod tests {
         ));
         let body = with_id(r#""a":{"b":{"c":1}}"#);
         assert!(parse_payload(body.as_bytes(), &limits).is_ok());
+    }
+
+    #[test]
+    fn streaming_and_value_flattening_agree() {
+        // parse_payload flattens while parsing; flatten() walks a Value. Same rules, same output.
+        for bytes in [PAYLOAD_13_9, PAYLOAD_18_9, PAYLOAD_18_9_MINIMAL] {
+            let streamed = parse(bytes).unwrap().metrics;
+            let value: Value = serde_json::from_slice(bytes).unwrap();
+            let walked = flatten(&value, &PayloadLimits::default()).unwrap();
+            assert_eq!(streamed.len(), walked.len());
+            assert!(streamed.iter().eq(walked.iter()));
+        }
+    }
+
+    #[test]
+    fn trailing_garbage_is_invalid_json() {
+        let body = format!("{} x", with_id(""));
+        assert!(matches!(
+            parse_str(&body).unwrap_err(),
+            PayloadError::InvalidJson { ref reason, .. } if reason == "trailing characters"
+        ));
     }
 
     #[test]
@@ -1742,42 +1759,76 @@ mod tests {
         assert!(parsed.metrics.get("a.b").is_some());
     }
 
-    /// Speed of parse + flatten on a full-size payload. Run with
-    /// `cargo test --release -- --ignored --nocapture flatten_speed`.
+    /// Speed of parsing and flattening a full-size payload. Run with
+    /// `cargo test --release -- --ignored --nocapture flatten_speed`. Prints the median of
+    /// several batches, in thread CPU time where Linux provides it (other processes on a busy
+    /// machine then do not inflate the figure) and in wall time.
     #[test]
     #[ignore = "benchmark; run explicitly in release mode"]
     fn flatten_speed() {
         use std::time::Instant;
-        let rounds = 500;
+
+        /// This thread's user + system time in seconds (Linux), else None.
+        fn cpu_seconds() -> Option<f64> {
+            let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+            // Fields after the parenthesised command name; utime and stime are 14 and 15.
+            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            let ticks: f64 =
+                fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+            Some(ticks / 100.0)
+        }
+
+        fn measure(rounds: u32, mut work: impl FnMut()) -> (f64, Option<f64>) {
+            let mut wall = Vec::new();
+            let mut cpu = Vec::new();
+            for _ in 0..5 {
+                let (started, cpu_started) = (Instant::now(), cpu_seconds());
+                for _ in 0..rounds {
+                    work();
+                }
+                wall.push(started.elapsed().as_secs_f64() * 1e6 / f64::from(rounds));
+                if let (Some(a), Some(b)) = (cpu_started, cpu_seconds()) {
+                    cpu.push((b - a) * 1e6 / f64::from(rounds));
+                }
+            }
+            let median = |v: &mut Vec<f64>| {
+                v.sort_by(f64::total_cmp);
+                v[v.len() / 2]
+            };
+            let cpu = (cpu.len() == 5).then(|| median(&mut cpu));
+            (median(&mut wall), cpu)
+        }
+
+        let rounds = 300;
         let limits = PayloadLimits::default();
         let value: Value = serde_json::from_slice(PAYLOAD_18_9).unwrap();
-
-        let started = Instant::now();
-        for _ in 0..rounds {
-            let parsed: Value = serde_json::from_slice(PAYLOAD_18_9).unwrap();
-            std::hint::black_box(parsed);
-        }
-        let json_us = started.elapsed().as_secs_f64() * 1e6 / f64::from(rounds);
-
-        let started = Instant::now();
-        let mut leaves = 0;
-        for _ in 0..rounds {
-            let metrics = flatten(&value, &limits).unwrap();
-            leaves = metrics.len();
-            std::hint::black_box(metrics);
-        }
-        let flatten_us = started.elapsed().as_secs_f64() * 1e6 / f64::from(rounds);
-
-        let started = Instant::now();
-        for _ in 0..rounds {
-            std::hint::black_box(parse_payload(PAYLOAD_18_9, &limits).unwrap());
-        }
-        let total_us = started.elapsed().as_secs_f64() * 1e6 / f64::from(rounds);
+        let leaves = parse_payload(PAYLOAD_18_9, &limits).unwrap().metrics.len();
+        let report = |label: &str, (wall, cpu): (f64, Option<f64>)| {
+            let cpu = cpu.map_or_else(String::new, |cpu| format!(", {cpu:.0} µs CPU"));
+            println!("{label:<44} {wall:>6.0} µs wall{cpu}");
+        };
 
         println!(
-            "payload {} bytes, {leaves} leaves: serde_json {json_us:.0} µs, \
-             flatten {flatten_us:.0} µs, parse_payload total {total_us:.0} µs per payload",
+            "payload {} bytes, {leaves} leaves, per payload:",
             PAYLOAD_18_9.len()
+        );
+        report(
+            "parse_payload (streaming flatten + summary)",
+            measure(rounds, || {
+                std::hint::black_box(parse_payload(PAYLOAD_18_9, &limits).unwrap());
+            }),
+        );
+        report(
+            "serde_json::from_slice::<Value> alone",
+            measure(rounds, || {
+                std::hint::black_box(serde_json::from_slice::<Value>(PAYLOAD_18_9).unwrap());
+            }),
+        );
+        report(
+            "flatten(&Value) alone (walk + sort)",
+            measure(rounds, || {
+                std::hint::black_box(flatten(&value, &limits).unwrap());
+            }),
         );
     }
 }
