@@ -44,10 +44,10 @@ import uuid as uuidlib
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-# Where the index is looked for when --index is not given (first existing wins).
+# Where the index is looked for when --index is not given: $VERSION_APP_METRIC_INDEX, then the
+# project's shared reference data (the file is ~1 MB, so it is not vendored into the repo).
 INDEX_ENV = "VERSION_APP_METRIC_INDEX"
 INDEX_CANDIDATES = [
-    Path(__file__).resolve().parent.parent / "tests/fixtures/metric_key_paths_gitlab_18.9.0-pre.tsv",
     Path("/work/shared/payloads/metric_key_paths_gitlab_18.9.0-pre.tsv"),
 ]
 
@@ -133,9 +133,25 @@ class Instance:
         self.company = f"{word.capitalize()} {rng.choice(['Inc.', 'GmbH', 'Ltd', 'SAS', 'BV'])}"
         self.nodes = 1 if self.users < 500 else min(12, 1 + self.users // 2000)
 
-    def metric_rng(self, key: str) -> random.Random:
-        """A generator private to one metric of this instance: stable across submissions."""
-        return random.Random(f"{self.seed}/instance/{self.index}/metric/{key}")
+        self._profiles: dict[str, tuple[bool, float, float]] = {}
+
+    def profile(self, key: str) -> tuple[bool, float, float]:
+        """How this instance uses one metric: (used at all, share of users, events per day).
+
+        Seeded per metric, so a metric's profile does not depend on the rest of the index, and
+        cached, so an instance's weekly submissions stay consistent and cheap to generate.
+        """
+        cached = self._profiles.get(key)
+        if cached is None:
+            rng = random.Random(f"{self.seed}/instance/{self.index}/metric/{key}")
+            # About 40% of features are not used at all on a given instance: real payloads are
+            # mostly zeros with a few large numbers.
+            used = rng.random() >= 0.4
+            share = min(1.0, rng.betavariate(0.6, 4.0))
+            # Events per user per day: heavy tail (median 0.02, some features 100x more).
+            rate = self.users * rng.lognormvariate(math.log(0.02), 1.6)
+            cached = self._profiles[key] = (used, share, rate)
+        return cached
 
 
 def is_distinct_users(row) -> bool:
@@ -154,19 +170,13 @@ def is_distinct_users(row) -> bool:
 def number_value(instance: Instance, row, occurrence: int, noise: random.Random):
     """A plausible number for a numeric metric in submission `occurrence` of `instance`."""
     key, frame = row["key_path"], row["time_frame"]
-    mrng = instance.metric_rng(key)
-    # About 40% of features are not used at all on a given instance: real payloads are mostly
-    # zeros with a few large numbers.
-    if mrng.random() < 0.4:
+    used, share, rate = instance.profile(key)
+    if not used:
         return 0
-    users = instance.users
     if is_distinct_users(row):
-        share = min(1.0, mrng.betavariate(0.6, 4.0))
         window = {"7d": 0.6, "28d": 1.0, "all": 1.6, "none": 1.0}.get(frame, 1.0)
-        base = users * min(1.0, share * window)
-        return int(round(base * noise.uniform(0.85, 1.15)))
-    # Events per user per day: heavy tail (median 0.02, some features 100× more).
-    rate = users * mrng.lognormvariate(math.log(0.02), 1.6)
+        base = instance.users * min(1.0, share * window)
+        return min(instance.users, int(round(base * noise.uniform(0.85, 1.15))))
     if frame == "all":
         # An all-time counter: grows linearly with the instance's age, identical in every
         # generator run, and monotone across the instance's submissions.
@@ -367,7 +377,11 @@ def build_payload(rows, instance: Instance, occurrence: int, args) -> dict:
 
 
 def find_index(explicit: str | None) -> Path:
-    candidates = [Path(explicit)] if explicit else []
+    if explicit:
+        if not Path(explicit).is_file():
+            sys.exit(f"metric index not found: {explicit}")
+        return Path(explicit)
+    candidates = []
     if os.environ.get(INDEX_ENV):
         candidates.append(Path(os.environ[INDEX_ENV]))
     candidates += INDEX_CANDIDATES
@@ -393,7 +407,7 @@ def parse_args(argv=None):
     parser.add_argument("--start", default="2026-01-05",
                         help="UTC date of the first submission week (default 2026-01-05)")
     parser.add_argument("--index", help=f"metric key path TSV (default: ${INDEX_ENV} or a known location)")
-    parser.add_argument("--pretty", action="store_true", help="indent JSON (GitLab itself sends compact JSON)")
+    parser.add_argument("--pretty", action="store_true", help="indent JSON files written with --out (GitLab itself sends compact JSON)")
     out = parser.add_mutually_exclusive_group(required=True)
     out.add_argument("--out", help="directory: one NNNNN-<uuid8>.json file per payload")
     out.add_argument("--ndjson", help="file with one payload per line ('-' for stdout)")

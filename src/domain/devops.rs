@@ -15,6 +15,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::hash::BuildHasher;
 
 use chrono::{DateTime, Utc};
 use serde::ser::SerializeMap;
@@ -402,7 +403,7 @@ impl<F: Fn(&str) -> Option<f64>> MetricLookup for F {
     }
 }
 
-impl MetricLookup for HashMap<String, f64> {
+impl<S: BuildHasher> MetricLookup for HashMap<String, f64, S> {
     fn metric(&self, key: &str) -> Option<f64> {
         self.get(key).copied()
     }
@@ -483,8 +484,18 @@ impl FeatureScores {
 
     /// The value for `feature`.
     pub fn get(&self, feature: Feature) -> Option<f64> {
-        let mut copy = *self;
-        *copy.slot(feature)
+        match feature {
+            Feature::Issues => self.issues,
+            Feature::Notes => self.notes,
+            Feature::Milestones => self.milestones,
+            Feature::Boards => self.boards,
+            Feature::MergeRequests => self.merge_requests,
+            Feature::CiPipelines => self.ci_pipelines,
+            Feature::Environments => self.environments,
+            Feature::Deployments => self.deployments,
+            Feature::ProjectsPrometheusActive => self.projects_prometheus_active,
+            Feature::ServiceDeskIssues => self.service_desk_issues,
+        }
     }
 
     /// Sets the value for `feature`.
@@ -1268,8 +1279,117 @@ mod tests {
     }
 
     #[test]
-    fn end_to_end_weekly_series_of_generated_instances() {
-        // Two weekly submissions of one instance plus peers: all 30 numbers well-formed.
+    fn worked_example_from_the_docs() {
+        // docs/devops-score.md, "Worked example".
+        let mapping = ScoreMapping::default();
+        let before = map(&[("counts.issues", 5_000.0)]);
+        let now = map(&[
+            ("counts.issues", 5_420.0),
+            ("counts_monthly.deployments", 112.0),
+            ("counts.notes", -1.0),
+        ]);
+        let current = Submission {
+            metrics: &now,
+            recorded_at: Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap(),
+            active_users: Some(40.0),
+        };
+        let previous = Submission {
+            metrics: &before,
+            recorded_at: Utc.with_ymd_and_hms(2026, 2, 2, 9, 0, 0).unwrap(),
+            active_users: Some(38.0),
+        };
+        let scores = instance_scores(&mapping, &current, Some(&previous));
+        assert!(close(scores.issues.unwrap(), 11.25));
+        assert!(close(scores.deployments.unwrap(), 3.0));
+        assert_eq!(scores.notes, None);
+        let cached = FeatureScores {
+            issues: Some(15.0),
+            deployments: Some(2.5),
+            ..FeatureScores::default()
+        };
+        let answer = conv_index(9, &scores, &cached);
+        assert!(close(answer.feature(Feature::Issues).percentage, 75.0));
+        assert_eq!(answer.feature(Feature::Deployments).percentage, 100.0);
+        assert_eq!(answer.feature(Feature::Notes).instance, 0.0);
+    }
+
+    #[test]
+    fn generated_weekly_series_scores_from_deltas() {
+        // Five weekly submissions of one instance (`gen_payload.py --seed 3 --minimal
+        // --uuid-pool 1 --count 5 --special-rate 0`): all-time counters grow between them.
+        let series: Vec<serde_json::Value> =
+            include_str!("../../tests/fixtures/series_18.9.0_minimal.ndjson")
+                .lines()
+                .map(|line| serde_json::from_str(line).unwrap())
+                .collect();
+        assert_eq!(series.len(), 5);
+        let lookup = |payload: &serde_json::Value, key: &str| {
+            payload
+                .pointer(&format!("/{}", key.replace('.', "/")))
+                .and_then(serde_json::Value::as_f64)
+        };
+        let recorded_at = |payload: &serde_json::Value| {
+            DateTime::parse_from_rfc3339(payload["recorded_at"].as_str().unwrap())
+                .unwrap()
+                .with_timezone(&Utc)
+        };
+        let mapping = ScoreMapping::default();
+        let last = &series[4];
+        let earlier: Vec<DateTime<Utc>> = series[..4].iter().map(recorded_at).collect();
+        // Four weeks back is the preferred distance.
+        let chosen = pick_previous(&mapping, recorded_at(last), &earlier).unwrap();
+        assert_eq!(chosen, 0);
+        let previous_payload = &series[chosen];
+        let current_lookup = |key: &str| lookup(last, key);
+        let previous_lookup = |key: &str| lookup(previous_payload, key);
+        let current = Submission {
+            metrics: &current_lookup,
+            recorded_at: recorded_at(last),
+            active_users: lookup(last, "active_user_count"),
+        };
+        let previous = Submission {
+            metrics: &previous_lookup,
+            recorded_at: recorded_at(previous_payload),
+            active_users: None,
+        };
+        let scores = instance_scores(&mapping, &current, Some(&previous));
+        let users = lookup(last, "active_user_count").unwrap();
+        let delta = |key: &str| lookup(last, key).unwrap() - lookup(previous_payload, key).unwrap();
+        // 28 days apart: the increase × 30/28 per user.
+        assert!(close(
+            scores.issues.unwrap(),
+            delta("counts.issues") * 30.0 / 28.0 / users
+        ));
+        assert!(close(
+            scores.merge_requests.unwrap(),
+            delta("counts.merge_requests") * 30.0 / 28.0 / users
+        ));
+        // Window metrics come from the current payload alone.
+        assert!(close(
+            scores.deployments.unwrap(),
+            lookup(last, "counts_monthly.deployments").unwrap() * 30.0 / 28.0 / users
+        ));
+        // Optional-category metrics are absent from minimal payloads; the removed Prometheus
+        // metric is absent from every 18.9 payload.
+        assert_eq!(scores.notes, None);
+        assert_eq!(scores.boards, None);
+        assert_eq!(scores.projects_prometheus_active, None);
+        // The stored inputs of the earlier submission are enough to score the later one.
+        let stored = extract_inputs(&mapping, &previous_lookup);
+        let from_stored = Submission {
+            metrics: &stored,
+            recorded_at: recorded_at(previous_payload),
+            active_users: None,
+        };
+        assert_eq!(
+            instance_scores(&mapping, &current, Some(&from_stored)),
+            scores
+        );
+    }
+
+    #[test]
+    fn many_instances_produce_well_formed_answers() {
+        // Two weekly submissions of each of 20 instances: all 30 numbers well-formed.
         let mapping = ScoreMapping::default();
         let mut peers = Vec::new();
         for i in 1..=20 {

@@ -1,6 +1,8 @@
 //! Pure types and rules: no I/O, exhaustively unit-tested.
 
 pub mod csv_import;
+pub mod devops;
+pub mod payload;
 pub mod release;
 pub mod verdict;
 pub mod version;
