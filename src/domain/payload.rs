@@ -15,6 +15,7 @@
 //! The module deliberately depends on nothing else in the crate so it can be compiled and tested
 //! on its own.
 
+use super::version::Version;
 use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 
@@ -1139,26 +1140,17 @@ pub fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
 /// build metadata. Keeps `-pre` / `-rcN`.
 pub fn normalize_version(raw: &str) -> PayloadVersion {
     let raw = raw.trim();
-    let mut text = raw.strip_prefix(['v', 'V']).unwrap_or(raw);
-    for suffix in ["-ee", "+ee", ".ee", "-EE", "+EE"] {
-        if let Some(rest) = text.strip_suffix(suffix) {
-            text = rest;
-            break;
-        }
-    }
-    let parsed = semver::Version::parse(text).ok().map(|mut version| {
-        version.build = semver::BuildMetadata::EMPTY;
-        version
-    });
+    // One normalisation rule for the whole application: the version check's.
+    let parsed = Version::parse(raw).ok();
     let to_i64 = |n: u64| i64::try_from(n).ok();
     PayloadVersion {
         raw: raw.to_owned(),
         normalized: parsed
             .as_ref()
-            .map_or_else(|| text.to_owned(), ToString::to_string),
-        major: parsed.as_ref().and_then(|v| to_i64(v.major)),
-        minor: parsed.as_ref().and_then(|v| to_i64(v.minor)),
-        patch: parsed.as_ref().and_then(|v| to_i64(v.patch)),
+            .map_or_else(|| raw.to_owned(), ToString::to_string),
+        major: parsed.as_ref().and_then(|v| to_i64(v.major())),
+        minor: parsed.as_ref().and_then(|v| to_i64(v.minor())),
+        patch: parsed.as_ref().and_then(|v| to_i64(v.patch())),
     }
 }
 
@@ -1489,7 +1481,7 @@ mod tests {
             ("16.9.0-rc42-ee", "16.9.0-rc42", Some((16, 9, 0))),
             ("v15.2.2", "15.2.2", Some((15, 2, 2))),
             ("15.2", "15.2", None),
-            ("8.4-ee", "8.4", None),
+            ("8.4-ee", "8.4-ee", None), // unreadable versions are kept as sent
             ("garbage", "garbage", None),
         ];
         for (raw, normalized, parts) in cases {
