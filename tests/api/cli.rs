@@ -224,3 +224,18 @@ fn a_wrong_setting_stops_start_up_naming_it() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("database_url"), "{}", stderr(&out));
 }
+
+#[test]
+fn default_store_is_a_sqlite_file_under_data_created_on_first_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_version-app"))
+        .arg("migrate")
+        .current_dir(dir.path())
+        .env_remove("DATABASE_URL")
+        .env_remove("VERSION_APP_DATABASE_URL")
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(dir.path().join("data/version-app.db").is_file());
+}
