@@ -257,20 +257,6 @@ impl GeoIp {
     }
 }
 
-/// Same as [`GeoIp::open`].
-///
-/// # Errors
-///
-/// As for [`GeoIp::open`].
-pub fn open(path: &Path) -> Result<GeoIp, GeoIpError> {
-    GeoIp::open(path)
-}
-
-/// Same as [`GeoIp::open_optional`].
-pub fn open_optional(path: Option<&Path>) -> Option<GeoIp> {
-    GeoIp::open_optional(path)
-}
-
 /// The fields of a data record this module reads; everything else in the record
 /// (names in many languages, geoname ids, ...) is skipped without being built.
 ///
@@ -767,7 +753,7 @@ mod tests {
     #[test]
     fn open_optional_without_a_path_is_none_and_with_a_good_one_loads() {
         assert!(GeoIp::open_optional(None).is_none());
-        let geo = open_optional(Some(Path::new(FIXTURE))).expect("fixture loads");
+        let geo = GeoIp::open_optional(Some(Path::new(FIXTURE))).expect("fixture loads");
         assert_eq!(country(&geo, "198.51.100.1").as_deref(), Some("FR"));
         assert!(format!("{geo:?}").contains("version-app-test-Country"));
     }
