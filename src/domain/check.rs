@@ -235,25 +235,33 @@ fn present<'de, D: serde::Deserializer<'de>>(
 }
 
 fn version_from_json(json: &[u8]) -> Result<Version, CheckInputError> {
+    // serde would also read a struct from a JSON array (`["16.0.0"]`); only objects count.
+    if json.trim_ascii_start().first() != Some(&b'{') {
+        return Err(classify_json_shape(json, None));
+    }
     match serde_json::from_slice::<GitlabInfo<'_>>(json) {
         Ok(GitlabInfo {
             version: Some(VersionText(version)),
         }) => Ok(Version::parse(&version)?),
         Ok(GitlabInfo { version: None }) => Err(CheckInputError::MissingVersion),
-        Err(err) if err.is_data() => Err(classify_json_shape(json, &err)),
+        Err(err) if err.is_data() => Err(classify_json_shape(json, Some(&err))),
         Err(err) => Err(CheckInputError::NotJson(err.to_string())),
     }
 }
 
 /// The rare path: valid JSON of the wrong shape. Parse it generically to say which shape.
-fn classify_json_shape(json: &[u8], err: &serde_json::Error) -> CheckInputError {
-    let Ok(value) = serde_json::from_slice::<serde_json::Value>(json) else {
-        return CheckInputError::NotJson(err.to_string());
+fn classify_json_shape(json: &[u8], err: Option<&serde_json::Error>) -> CheckInputError {
+    let reason = |fallback: &str| err.map_or_else(|| fallback.to_owned(), |e| e.to_string());
+    let value = match serde_json::from_slice::<serde_json::Value>(json) {
+        Ok(value) => value,
+        Err(e) => return CheckInputError::NotJson(reason(&e.to_string())),
     };
     match &value {
         serde_json::Value::Object(map) => match map.get("version") {
             None => CheckInputError::MissingVersion,
-            Some(serde_json::Value::String(_)) => CheckInputError::NotJson(err.to_string()),
+            Some(serde_json::Value::String(_)) => {
+                CheckInputError::NotJson(reason("unexpected shape"))
+            }
             Some(other) => CheckInputError::VersionNotString(json_kind(other)),
         },
         other => CheckInputError::NotAnObject(json_kind(other)),
@@ -401,6 +409,9 @@ mod tests {
             Err(NotJson(_))
         ));
         assert_eq!(decode(&b64("[1,2]")), Err(NotAnObject("array")));
+        assert_eq!(decode(&b64(r#"["16.0.0"]"#)), Err(NotAnObject("array")));
+        assert_eq!(decode(&b64(" 16")), Err(NotAnObject("number")));
+        assert!(matches!(decode(&b64("[1,")), Err(NotJson(_))));
         assert_eq!(decode(&b64("\"16.0.0\"")), Err(NotAnObject("string")));
         assert_eq!(decode(&b64("{}")), Err(MissingVersion));
         assert_eq!(decode(&b64(r#"{"Version":"1.0.0"}"#)), Err(MissingVersion));
