@@ -39,6 +39,12 @@ pub struct Settings {
     pub check_buffer_max_keys: usize,
     /// Longest query string accepted on the check routes, in bytes.
     pub check_max_query_bytes: usize,
+    /// `max-age` of badge and `check.json` answers for readable versions; 0 sends `no-cache`.
+    pub check_cache_max_age_secs: u64,
+    /// Take the client address for the GeoIP lookup from the first `X-Forwarded-For` entry
+    /// instead of the connection (only behind a proxy that sets it; otherwise clients could
+    /// pick their country).
+    pub trust_forwarded_for: bool,
     /// Largest Service Ping body accepted, as sent (compressed or not), in bytes.
     pub ingest_max_body_bytes: usize,
     /// Largest Service Ping body after gzip decompression, in bytes.
@@ -68,6 +74,8 @@ impl Default for Settings {
             check_flush_interval_ms: 5_000,
             check_buffer_max_keys: 100_000,
             check_max_query_bytes: 4096,
+            check_cache_max_age_secs: 3600,
+            trust_forwarded_for: false,
             ingest_max_body_bytes: 8 * 1024 * 1024,
             ingest_max_decompressed_bytes: 32 * 1024 * 1024,
             ingest_max_json_depth: 64,

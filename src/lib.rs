@@ -9,6 +9,8 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod geoip;
+pub mod metrics;
+pub mod recorder;
 pub mod render;
 pub mod routes;
 pub mod snapshot;

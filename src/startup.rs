@@ -12,7 +12,10 @@ use crate::db::models::releases;
 use crate::db::Db;
 use crate::domain::csv_import::parse_releases_csv;
 use crate::geoip::GeoIp;
+use crate::metrics::Metrics;
+use crate::recorder::Recorder;
 use crate::routes;
+use crate::routes::check::CheckState;
 use crate::snapshot::Releases;
 use crate::telemetry::PrivateRootSpan;
 
@@ -29,6 +32,12 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// Country lookup, when a GeoIP database is configured and readable.
     pub geoip: Option<Arc<GeoIp>>,
+    /// Prometheus metrics (`/metrics`).
+    pub metrics: Arc<Metrics>,
+    /// The write-behind aggregate of version checks and its flush task.
+    pub recorder: Arc<Recorder>,
+    /// Pre-rendered badges and resolved settings of the check routes.
+    pub check: CheckState,
 }
 
 /// A bound, not yet running server.
@@ -84,11 +93,27 @@ impl Application {
         let port = listener.local_addr()?.port();
         // A missing or corrupt database only disables geo lookup (with a warning).
         let geoip = GeoIp::open_optional(settings.geoip_path.as_deref()).map(Arc::new);
+        let check = {
+            // Renders the process-wide badges the first time: CPU work, off the workers.
+            let settings = settings.clone();
+            tokio::task::spawn_blocking(move || CheckState::new(&settings)).await?
+        };
+        let metrics = Arc::new(Metrics::new());
+        let recorder = Arc::new(Recorder::start(
+            db.clone(),
+            releases.clone(),
+            metrics.clone(),
+            settings.check_buffer_max_keys,
+            Duration::from_millis(settings.check_flush_interval_ms),
+        ));
         let state = web::Data::new(AppState {
             db,
             releases,
             settings: settings.clone(),
             geoip,
+            metrics,
+            recorder,
+            check,
         });
 
         let app_state = state.clone();
@@ -126,7 +151,10 @@ impl Application {
     /// shutdown work that must not be lost.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let Application { server, state, .. } = self;
-        server.await?;
+        let served = server.await;
+        // In-flight requests are done: write what they recorded, even if serving failed.
+        state.recorder.shutdown().await;
+        served?;
         drop(state);
         tracing::info!("version-app stopped");
         Ok(())

@@ -1,5 +1,6 @@
 //! Pure types and rules: no I/O, exhaustively unit-tested.
 
+pub mod check;
 pub mod csv_import;
 pub mod devops;
 pub mod payload;

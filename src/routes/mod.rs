@@ -1,13 +1,18 @@
 //! THE route table: every path the application answers, in one place.
 
+pub mod check;
 pub mod health;
+pub mod metrics;
 pub mod versions;
 
 use actix_web::web;
 
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/-/health", web::get().to(health::health))
+    // GET /check.svg, /check.png, /check@2x.png, /check.json
+    cfg.configure(check::routes)
+        .route("/metrics", web::get().to(metrics::metrics))
+        .route("/-/health", web::get().to(health::health))
         .route("/-/ready", web::get().to(health::ready))
         .service(
             web::scope("/api/v1")

@@ -1,6 +1,9 @@
 //! One integration-test binary: every test talks to the real server over HTTP and to a
 //! real database (SQLite by default, PostgreSQL with `TEST_DATABASE_URL`).
 
+mod check;
+mod check_operators;
+mod check_recording;
 mod cli;
 mod deployment;
 mod health;

@@ -2,3 +2,4 @@
 
 pub mod releases;
 pub mod tokens;
+pub mod version_checks;

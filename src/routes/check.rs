@@ -1,0 +1,340 @@
+//! The version check: `GET /check.svg`, `/check.png`, `/check@2x.png` and `/check.json`
+//! (protocol section 1).
+//!
+//! The hottest path of the service, so it does as little as possible: decode `gitlab_info` on
+//! the stack, read the verdict from the in-memory release snapshot, bump the recorder's
+//! in-memory aggregate, and answer pre-rendered bytes. It never waits for the store.
+//!
+//! Images always answer 200 with an image, whatever the input (an error would make the badge
+//! vanish from the admin page): unreadable input gets the grey `unknown` badge with
+//! `Cache-Control: no-store`. `check.json` answers unreadable input with a 400 naming the
+//! problem, as its only client (the GitLab server) just logs and retries later.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::web::{self, Bytes};
+use actix_web::{HttpRequest, HttpResponse};
+use chrono::Utc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::OnceLock;
+
+use crate::config::Settings;
+use crate::domain::check::{referer_host, version_from_query, CheckInputError};
+use crate::domain::verdict::Severity;
+use crate::domain::version::Version;
+use crate::error::ApiError;
+use crate::metrics::CheckRoute;
+use crate::recorder::CheckKey;
+use crate::render::{BadgeCache, BadgeKind, ImageFormat, Scale, MAX_SCALE};
+use crate::startup::AppState;
+
+/// Registers the check routes.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/check.svg", web::get().to(svg))
+        .route("/check.png", web::get().to(png))
+        .route("/check@2x.png", web::get().to(png_2x))
+        .route("/check.json", web::get().to(json));
+}
+
+/// One badge, ready to send: body, validator and type as header values built once.
+struct ServedBadge {
+    body: Bytes,
+    etag: HeaderValue,
+    content_type: HeaderValue,
+}
+
+/// Every badge as response parts. Built once per process (rendering takes about a second in
+/// a debug build) and shared by every application instance in it.
+pub struct ServedBadges {
+    /// `[kind][0]` is the SVG, `[kind][scale]` the PNG at that scale.
+    entries: Vec<Vec<ServedBadge>>,
+}
+
+static BADGES: OnceLock<ServedBadges> = OnceLock::new();
+
+impl ServedBadges {
+    /// The process-wide badges, rendered on first use. CPU work: call it off the async
+    /// workers the first time (start-up does).
+    ///
+    /// # Panics
+    /// If a badge cannot be rendered: that is a bug in the artwork, found at start-up.
+    pub fn get() -> &'static ServedBadges {
+        BADGES.get_or_init(|| {
+            let cache = BadgeCache::new().expect("badges render");
+            let entries = BadgeKind::ALL
+                .iter()
+                .map(|&kind| {
+                    let svg = std::iter::once(cache.svg(kind));
+                    let pngs = Scale::all().map(|scale| cache.png(kind, scale));
+                    svg.chain(pngs).map(ServedBadge::leak).collect()
+                })
+                .collect();
+            ServedBadges { entries }
+        })
+    }
+
+    fn badge(&self, kind: BadgeKind, format: ImageFormat, scale: Scale) -> &ServedBadge {
+        let kind = BadgeKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
+        let slot = match format {
+            ImageFormat::Svg => 0,
+            ImageFormat::Png => usize::from(scale.get().min(MAX_SCALE)),
+        };
+        &self.entries[kind][slot]
+    }
+}
+
+impl ServedBadge {
+    /// Copies the bytes once into memory that lives as long as the process (they are built
+    /// once per process and never freed anyway), so that every response shares them as
+    /// static `Bytes`: cloning is a pointer copy, with no reference count to contend on.
+    fn leak(badge: &crate::render::RenderedBadge) -> ServedBadge {
+        let body: &'static [u8] = Box::leak(badge.bytes().to_vec().into_boxed_slice());
+        let etag: &'static str = Box::leak(badge.etag().to_owned().into_boxed_str());
+        ServedBadge {
+            body: Bytes::from_static(body),
+            etag: HeaderValue::from_static(etag),
+            content_type: HeaderValue::from_static(badge.content_type()),
+        }
+    }
+}
+
+/// Per-application settings of the check routes, resolved once.
+pub struct CheckState {
+    badges: &'static ServedBadges,
+    cache_control: HeaderValue,
+    max_query_bytes: usize,
+    trust_forwarded_for: bool,
+}
+
+impl CheckState {
+    /// Resolves the settings; renders the process-wide badges if nobody has yet (blocking).
+    pub fn new(settings: &Settings) -> CheckState {
+        let cache_control = if settings.check_cache_max_age_secs == 0 {
+            HeaderValue::from_static("no-cache")
+        } else {
+            // `private`: a shared cache (CDN, proxy) answering for us would swallow the
+            // checks we exist to count; the browser may still keep the badge a while.
+            HeaderValue::try_from(format!(
+                "private, max-age={}",
+                settings.check_cache_max_age_secs
+            ))
+            .expect("digits are a valid header value")
+        };
+        CheckState {
+            badges: ServedBadges::get(),
+            cache_control,
+            max_query_bytes: settings.check_max_query_bytes,
+            trust_forwarded_for: settings.trust_forwarded_for,
+        }
+    }
+}
+
+/// `GET /check.svg?gitlab_info=…`
+pub async fn svg(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    image(&req, &state, ImageFormat::Svg, Scale::ONE, CheckRoute::Svg)
+}
+
+/// `GET /check.png?gitlab_info=…[&scale=N]` (N from 1 to 4, clamped; for high-DPI screens).
+pub async fn png(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let scale = scale_param(req.query_string());
+    image(&req, &state, ImageFormat::Png, scale, CheckRoute::Png)
+}
+
+/// `GET /check@2x.png?gitlab_info=…`: the PNG at twice the pixel density.
+pub async fn png_2x(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    image(&req, &state, ImageFormat::Png, Scale::TWO, CheckRoute::Png)
+}
+
+/// `GET /check.json?gitlab_info=…`: the six-field verdict, or 400 naming the problem.
+pub async fn json(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let check = &state.check;
+    match version_from_query(req.query_string(), check.max_query_bytes) {
+        Ok(version) => {
+            let verdict = state.releases.current().verdict(&version);
+            record(&req, &state, &version);
+            state
+                .metrics
+                .count_check(CheckRoute::Json, badge_kind(verdict.severity));
+            Ok(HttpResponse::Ok()
+                .insert_header((header::CACHE_CONTROL, check.cache_control.clone()))
+                .json(verdict))
+        }
+        Err(err) => {
+            reject(&state, &err, CheckRoute::Json);
+            Err(ApiError::BadRequest(err.to_string()))
+        }
+    }
+}
+
+fn image(
+    req: &HttpRequest,
+    state: &AppState,
+    format: ImageFormat,
+    scale: Scale,
+    route: CheckRoute,
+) -> HttpResponse {
+    let check = &state.check;
+    let kind = match version_from_query(req.query_string(), check.max_query_bytes) {
+        Ok(version) => {
+            let kind = badge_kind(state.releases.current().severity(&version));
+            record(req, state, &version);
+            state.metrics.count_check(route, kind);
+            kind
+        }
+        Err(err) => {
+            reject(state, &err, route);
+            BadgeKind::Unknown
+        }
+    };
+    let badge = check.badges.badge(kind, format, scale);
+    if kind == BadgeKind::Unknown {
+        // Not cached: the next request may carry a readable version.
+        return HttpResponse::Ok()
+            .insert_header((header::CONTENT_TYPE, badge.content_type.clone()))
+            .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+            .body(badge.body.clone());
+    }
+    let not_modified = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .is_some_and(|tags| etag_matches(tags.as_bytes(), badge.etag.as_bytes()));
+    let mut response = if not_modified {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
+    response
+        .insert_header((header::ETAG, badge.etag.clone()))
+        .insert_header((header::CACHE_CONTROL, check.cache_control.clone()));
+    if not_modified {
+        response.finish()
+    } else {
+        response
+            .insert_header((header::CONTENT_TYPE, badge.content_type.clone()))
+            .body(badge.body.clone())
+    }
+}
+
+fn badge_kind(severity: Severity) -> BadgeKind {
+    match severity {
+        Severity::Success => BadgeKind::UpToDate,
+        Severity::Warning => BadgeKind::UpdateAvailable,
+        Severity::Danger => BadgeKind::UpdateAsap,
+    }
+}
+
+fn reject(state: &AppState, err: &CheckInputError, route: CheckRoute) {
+    state.metrics.count_check(route, BadgeKind::Unknown);
+    state
+        .metrics
+        .check_rejected
+        .with_label_values(&[err.reason()])
+        .inc();
+}
+
+/// Counts the check in the recorder: version, Referer host, day and (with GeoIP) country.
+/// The client address is used for the country lookup only and goes no further.
+fn record(req: &HttpRequest, state: &AppState, version: &Version) {
+    let host = req
+        .headers()
+        .get(header::REFERER)
+        .and_then(|referer| referer_host(referer.as_bytes()));
+    let country = state.geoip.as_ref().and_then(|geoip| {
+        client_ip(req, state.check.trust_forwarded_for).and_then(|ip| geoip.country(ip))
+    });
+    let now = Utc::now();
+    state.recorder.record(
+        CheckKey {
+            day: now.date_naive(),
+            host: host.as_deref(),
+            version,
+            country,
+        },
+        now,
+    );
+}
+
+/// The client's address: the connection's peer, or, when the operator says a proxy in front
+/// sets it (`trust_forwarded_for`), the first address of `X-Forwarded-For`.
+pub fn client_ip(req: &HttpRequest, trust_forwarded_for: bool) -> Option<IpAddr> {
+    if trust_forwarded_for {
+        let forwarded = req
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|first| parse_forwarded_address(first.trim()));
+        if forwarded.is_some() {
+            return forwarded;
+        }
+    }
+    req.peer_addr().map(|addr| addr.ip())
+}
+
+/// `192.0.2.1`, `2001:db8::1`, and the `192.0.2.1:4711` / `[2001:db8::1]:4711` forms some
+/// proxies write.
+fn parse_forwarded_address(text: &str) -> Option<IpAddr> {
+    text.parse::<IpAddr>()
+        .ok()
+        .or_else(|| text.parse::<SocketAddr>().ok().map(|s| s.ip()))
+}
+
+/// The `scale` parameter of `check.png`; absent or unreadable means 1 (an image, not an
+/// error, is what the admin page needs).
+fn scale_param(query: &str) -> Scale {
+    query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("scale="))
+        .and_then(|value| value.parse::<u32>().ok())
+        .map_or(Scale::ONE, Scale::clamped)
+}
+
+/// True when an `If-None-Match` value (`*`, or a list of possibly weak tags) names `etag`.
+/// Weak comparison, as RFC 9110 prescribes for `If-None-Match`.
+fn etag_matches(header: &[u8], etag: &[u8]) -> bool {
+    header.split(|&b| b == b',').any(|candidate| {
+        let candidate = candidate.trim_ascii();
+        let candidate = candidate.strip_prefix(b"W/").unwrap_or(candidate);
+        candidate == b"*" || candidate == etag
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_none_match_forms() {
+        let tag = b"\"abc\"";
+        assert!(etag_matches(b"\"abc\"", tag));
+        assert!(etag_matches(b"W/\"abc\"", tag));
+        assert!(etag_matches(b"\"x\", \"abc\"", tag));
+        assert!(etag_matches(b"*", tag));
+        assert!(!etag_matches(b"\"abcd\"", tag));
+        assert!(!etag_matches(b"abc", tag));
+        assert!(!etag_matches(b"", tag));
+    }
+
+    #[test]
+    fn scale_is_clamped_and_defaults_to_one() {
+        assert_eq!(scale_param("gitlab_info=x&scale=2"), Scale::TWO);
+        assert_eq!(scale_param("scale=0"), Scale::ONE);
+        assert_eq!(scale_param("scale=99"), Scale::clamped(99));
+        assert_eq!(scale_param("scale=two"), Scale::ONE);
+        assert_eq!(scale_param("scale=-1"), Scale::ONE);
+        assert_eq!(scale_param(""), Scale::ONE);
+    }
+
+    #[test]
+    fn forwarded_addresses_in_every_form() {
+        for (text, ip) in [
+            ("192.0.2.1", "192.0.2.1"),
+            ("192.0.2.1:4711", "192.0.2.1"),
+            ("2001:db8::1", "2001:db8::1"),
+            ("[2001:db8::1]:4711", "2001:db8::1"),
+        ] {
+            assert_eq!(parse_forwarded_address(text), ip.parse().ok(), "{text}");
+        }
+        assert_eq!(parse_forwarded_address("unknown"), None);
+        assert_eq!(parse_forwarded_address(""), None);
+    }
+}
