@@ -9,11 +9,15 @@
 #      Lua script everywhere: a realistic mix of gitlab_info versions and Referer hosts (nginx
 #      gets the same requests and ignores the query string);
 #   4. prints requests/s and p99 for each, and the app/nginx ratios;
-#   5. waits two flush intervals and verifies that the checks counted in the store equal the
-#      requests wrk sent to the app, failing loudly otherwise.
+#   5. waits two flush intervals and verifies the counts in the store, failing loudly otherwise:
+#      - after the measured runs: the store holds exactly the checks the app answered (its own
+#        counter in /metrics), and between the responses wrk completed and the requests it
+#        sent (wrk stops with up to one request per connection in flight);
+#      - after a counted run that stops sending checks two seconds before wrk stops (so none
+#        is in flight): the store holds exactly the number of check responses wrk completed.
 #
 # Only 127.0.0.1 is targeted and every run is bounded. Settings (environment):
-#   DURATION=15 (seconds per measured run)  WARMUP=3  THREADS=2  CONNECTIONS=64
+#   DURATION=15 (seconds per measured run)  WARMUP=3  COUNTED=8  THREADS=2  CONNECTIONS=64
 #   FLUSH_MS=1000  APP_PORT=18080  NGINX_PORT=18090  SKIP_BUILD=1 (reuse target/release)
 #   KEEP=1 (keep the temporary folder with the logs and the store)
 set -euo pipefail
@@ -22,6 +26,7 @@ ROOT=$(pwd)
 
 DURATION=${DURATION:-15}
 WARMUP=${WARMUP:-3}
+COUNTED=${COUNTED:-8}
 THREADS=${THREADS:-2}
 CONNECTIONS=${CONNECTIONS:-64}
 FLUSH_MS=${FLUSH_MS:-1000}
@@ -31,10 +36,11 @@ NGINX_PORT=${NGINX_PORT:-18090}
 say() { printf '%s\n' "$*" >&2; }
 fail() { say "FAIL: $*"; exit 1; }
 
-for value in "$DURATION" "$WARMUP" "$THREADS" "$CONNECTIONS" "$FLUSH_MS" "$APP_PORT" "$NGINX_PORT"; do
+for value in "$DURATION" "$WARMUP" "$COUNTED" "$THREADS" "$CONNECTIONS" "$FLUSH_MS" "$APP_PORT" "$NGINX_PORT"; do
   [[ "$value" =~ ^[0-9]+$ ]] || fail "settings must be whole numbers, got '$value'"
 done
-(( DURATION <= 300 && WARMUP <= 60 )) || fail "DURATION must be at most 300 s and WARMUP 60 s"
+(( DURATION <= 300 && WARMUP <= 60 && COUNTED >= 5 && COUNTED <= 60 )) \
+  || fail "DURATION must be at most 300 s, WARMUP at most 60 s, COUNTED from 5 to 60 s"
 
 # --- tools -------------------------------------------------------------------------------
 missing=()
@@ -137,6 +143,11 @@ db = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True, timeout=30)
 print(db.execute("SELECT COALESCE(SUM(count), 0) FROM version_checks").fetchone()[0])
 PY
 }
+# Checks the app itself says it answered (image routes), from its /metrics.
+app_answered() {
+  curl -sf "http://127.0.0.1:$APP_PORT/metrics" \
+    | awk '/^version_app_check_requests_total\{route="check\.(svg|png)"/ { n += $NF } END { printf "%d\n", n }'
+}
 wait_flushes() { sleep "$(awk -v ms="$FLUSH_MS" 'BEGIN { printf "%.3f", 2 * ms / 1000 }')"; }
 
 # --- nginx -------------------------------------------------------------------------------
@@ -176,18 +187,18 @@ cmp -s <(curl -sf "http://127.0.0.1:$NGINX_PORT/check.svg") "$WORK/www/check.svg
 
 wait_flushes
 BASE=$(store_total)
+BASE_ANSWERED=$(app_answered)
 
 # --- load --------------------------------------------------------------------------------
 APP_SENT=0
 APP_COMPLETED=0
 declare -A RPS P99 P50
-run() { # name port path duration
+run() { # name port path duration [VAR=value ...] (extra environment for the Lua script)
   local name=$1 port=$2 path=$3 duration=$4 out="$WORK/$1.out"
-  CHECK_MIX="$MIX" CHECK_PATH="$path" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${duration}s" \
+  shift 4
+  env "$@" CHECK_MIX="$MIX" CHECK_PATH="$path" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${duration}s" \
     --timeout 5s -s "$ROOT/scripts/bench/check.lua" "http://127.0.0.1:$port" > "$out"
-  local result
-  result=$(grep '^RESULT ' "$out") || { cat "$out" >&2; fail "wrk gave no result for $name"; }
-  get() { sed -E "s/.* $1=([0-9.]+).*/\1/" <<< "$result"; }
+  RESULT=$(grep '^RESULT ' "$out") || { cat "$out" >&2; fail "wrk gave no result for $name"; }
   local errors=$(( $(get errors_connect) + $(get errors_read) + $(get errors_write) + $(get errors_status) + $(get errors_timeout) ))
   if [[ $port == "$APP_PORT" ]]; then
     APP_SENT=$(( APP_SENT + $(get sent) ))
@@ -198,6 +209,7 @@ run() { # name port path duration
   P50[$name]=$(get p50_us)
   P99[$name]=$(get p99_us)
 }
+get() { sed -E "s/.* $1=([0-9.]+).*/\1/" <<< "$RESULT"; }
 
 say "warming up (${WARMUP} s each)"
 run warm-app "$APP_PORT" /check.svg "$WARMUP"
@@ -234,11 +246,29 @@ fi
 # --- every check counted -----------------------------------------------------------------
 wait_flushes
 STORED=$(( $(store_total) - BASE ))
-printf '\nchecks sent to version-app: %d (completed responses: %d, the rest were in flight when wrk stopped)\n' \
-  "$APP_SENT" "$APP_COMPLETED"
-printf 'checks counted in the store within two flush intervals: %d\n' "$STORED"
-curl -sf "http://127.0.0.1:$APP_PORT/metrics" | grep -E '^version_app_check_(records_dropped_total|flush_failures_total|records_flushed_total) ' || true
-if (( STORED != APP_SENT )); then
-  fail "the store counted $STORED checks but wrk sent $APP_SENT"
-fi
-say "OK: every check wrk sent is counted in the store"
+ANSWERED=$(( $(app_answered) - BASE_ANSWERED ))
+printf '\nmeasured runs: wrk sent %d checks to version-app and completed %d; the app answered %d\n' \
+  "$APP_SENT" "$APP_COMPLETED" "$ANSWERED"
+printf 'counted in the store within two flush intervals: %d\n' "$STORED"
+(( STORED == ANSWERED )) || fail "the store counted $STORED checks but the app answered $ANSWERED"
+(( APP_COMPLETED <= STORED && STORED <= APP_SENT )) \
+  || fail "the store counted $STORED checks, outside [completed $APP_COMPLETED, sent $APP_SENT]"
+
+# A run with nothing in flight at its end: the count must match wrk's exactly.
+BASE=$(store_total)
+run counted "$APP_PORT" /check.svg "$COUNTED" \
+  CHECK_UNTIL=$(( $(date +%s) + COUNTED - 2 )) CHECK_COUNT_RESPONSES=1
+COUNTED_SENT=$(get sent)
+COUNTED_ANSWERED=$(get answered)
+wait_flushes
+COUNTED_STORED=$(( $(store_total) - BASE ))
+printf 'counted run: wrk sent %d checks and completed %d check responses; the store counted %d\n' \
+  "$COUNTED_SENT" "$COUNTED_ANSWERED" "$COUNTED_STORED"
+curl -sf "http://127.0.0.1:$APP_PORT/metrics" \
+  | grep -E '^version_app_check_(records_dropped_total|flush_failures_total|records_flushed_total) ' || true
+(( COUNTED_SENT > 0 )) || fail "the counted run sent no checks"
+(( COUNTED_ANSWERED == COUNTED_SENT )) \
+  || fail "wrk completed $COUNTED_ANSWERED of $COUNTED_SENT checks in the counted run"
+(( COUNTED_STORED == COUNTED_ANSWERED )) \
+  || fail "the store counted $COUNTED_STORED checks but wrk completed $COUNTED_ANSWERED"
+say "OK: every check is counted in the store"
