@@ -40,6 +40,12 @@ impl Releases {
         self.current.load_full()
     }
 
+    /// The table as of now, without touching its reference count: cheaper on the hot path
+    /// (no cache line shared by every worker). Do not hold the guard across an `.await`.
+    pub fn load(&self) -> arc_swap::Guard<Arc<ReleaseTable>> {
+        self.current.load()
+    }
+
     /// Notified with a new generation number every time the table is swapped; lets other
     /// parts (e.g. materialised verdicts) follow release changes.
     pub fn subscribe(&self) -> watch::Receiver<u64> {

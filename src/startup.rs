@@ -119,9 +119,13 @@ impl Application {
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
             App::new()
-                .wrap(TracingLogger::<PrivateRootSpan>::new())
                 .app_data(app_state.clone())
-                .configure(routes::configure)
+                .configure(routes::configure_hot)
+                .service(
+                    web::scope("")
+                        .wrap(TracingLogger::<PrivateRootSpan>::new())
+                        .configure(routes::configure),
+                )
         })
         .listen(listener)?
         .shutdown_timeout(settings.shutdown_timeout_secs);

@@ -290,6 +290,18 @@ fn json_kind(value: &serde_json::Value) -> &'static str {
 /// merge strangers into one "host"; and a public one may be somebody's personal address,
 /// which the "no IP at rest" rule covers. The check itself is still counted, without a host.
 pub fn referer_host(referer: &[u8]) -> Option<String> {
+    let authority = http_authority(referer)?;
+    // Nearly every Referer is a plain ASCII name; those skip the full URL parser (and its
+    // allocations), which is kept for everything else: IDN, punycode, IP literals, escapes.
+    let host = match plain_host(authority) {
+        Some(host) => host.to_ascii_lowercase(),
+        None => parsed_host(authority)?,
+    };
+    well_formed(host)
+}
+
+/// The authority (`user@host:port`) of an `http(s)://` Referer.
+fn http_authority(referer: &[u8]) -> Option<&str> {
     let referer = std::str::from_utf8(referer).ok()?.trim();
     let (scheme, rest) = referer.split_once("://")?;
     if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
@@ -297,23 +309,62 @@ pub fn referer_host(referer: &[u8]) -> Option<String> {
     }
     // Only the authority matters: parsing a long path or query would be wasted work.
     // (WHATWG URL parsing treats `\` like `/` for http(s).)
-    let authority_len = rest.find(['/', '?', '#', '\\']).unwrap_or(rest.len());
-    if authority_len == 0 || authority_len > MAX_AUTHORITY_LEN {
-        return None;
-    }
-    let prefix = &referer[..scheme.len() + 3 + authority_len];
-    let url = url::Url::parse(prefix).ok()?;
-    let url::Host::Domain(domain) = url.host()? else {
-        return None;
+    let authority = &rest[..rest.find(['/', '?', '#', '\\']).unwrap_or(rest.len())];
+    (!authority.is_empty() && authority.len() <= MAX_AUTHORITY_LEN).then_some(authority)
+}
+
+/// `host` or `host:port` made of ASCII letters, digits, `-` and `.` only, which the URL
+/// parser would return unchanged apart from case. `None` whenever that is not certain:
+/// userinfo, escapes, empty or punycode labels, and a numeric last label (which the URL
+/// standard reads as an IPv4 address, e.g. `127.1` or `0x7f.1`).
+fn plain_host(authority: &str) -> Option<&str> {
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) => (host, port),
+        None => (authority, ""),
     };
-    // `example.com.` and `example.com` are the same host.
-    let domain = domain.strip_suffix('.').unwrap_or(domain);
-    let well_formed = !domain.is_empty()
-        && domain.len() <= MAX_HOST_LEN
-        && domain.bytes().all(|b| {
+    let port_ok = port.len() <= 5
+        && port.bytes().all(|b| b.is_ascii_digit())
+        && port.parse::<u32>().map_or(port.is_empty(), |p| p <= 65_535);
+    let name = host.strip_suffix('.').unwrap_or(host);
+    let plain = port_ok
+        && !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && !label
+                    .get(..4)
+                    .is_some_and(|p| p.eq_ignore_ascii_case("xn--"))
+        });
+    let last = name.rsplit('.').next()?;
+    let numeric = last.bytes().all(|b| b.is_ascii_digit())
+        || last.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("0x"));
+    (plain && !numeric).then_some(host)
+}
+
+/// The host as the WHATWG URL parser reads it: lower case, IDN to punycode. IP literals
+/// give `None` (see [`referer_host`]).
+fn parsed_host(authority: &str) -> Option<String> {
+    let url = url::Url::parse(&format!("http://{authority}/")).ok()?;
+    match url.host()? {
+        url::Host::Domain(domain) => Some(domain.to_owned()),
+        url::Host::Ipv4(_) | url::Host::Ipv6(_) => None,
+    }
+}
+
+/// Drops the trailing dot (`example.com.` is `example.com`) and refuses anything that is not
+/// a DNS-shaped name of at most [`MAX_HOST_LEN`] characters.
+fn well_formed(mut host: String) -> Option<String> {
+    if host.ends_with('.') {
+        host.pop();
+    }
+    let ok = !host.is_empty()
+        && host.len() <= MAX_HOST_LEN
+        && host.bytes().all(|b| {
             b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'.' | b'_')
         });
-    well_formed.then(|| domain.to_owned())
+    ok.then_some(host)
 }
 
 #[cfg(test)]
@@ -506,6 +557,68 @@ mod tests {
             host("https://git.example.com\\evil.com/").as_deref(),
             Some("git.example.com")
         );
+    }
+
+    #[test]
+    fn the_fast_path_agrees_with_the_url_parser() {
+        let mut authorities: Vec<String> = [
+            "gitlab.example.com",
+            "GitLab.Example.COM:8443",
+            "gitlab.example.com.",
+            "gitlab.example.com:",
+            "gitlab.example.com:65535",
+            "gitlab.example.com:65536",
+            "gitlab.example.com:8x",
+            "localhost",
+            "a-b.c-d.example",
+            "-lead.example",
+            "trail-.example",
+            "a..b",
+            ".example",
+            "example..",
+            "127.1",
+            "1.2.3.4",
+            "host.123",
+            "host.0x1f",
+            "0x7f.1",
+            "0xzz",
+            "host.0xzz",
+            "123abc.example",
+            "xn--bcher-kva.example",
+            "XN--BCHER-KVA.example",
+            "xn--.example",
+            "ab--cd.example",
+            "a.b.c.d.e.f",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        // Every short combination of the characters that matter.
+        let alphabet = ['a', 'Z', '0', '9', '-', '.', 'x', ':'];
+        let mut frontier = vec![String::new()];
+        for _ in 0..4 {
+            let mut next = Vec::new();
+            for prefix in &frontier {
+                for c in alphabet {
+                    next.push(format!("{prefix}{c}"));
+                }
+            }
+            authorities.extend(next.iter().cloned());
+            frontier = next;
+        }
+        for authority in &authorities {
+            let slow = parsed_host(authority).and_then(well_formed);
+            if let Some(fast) = plain_host(authority) {
+                assert_eq!(
+                    well_formed(fast.to_ascii_lowercase()),
+                    slow,
+                    "{authority:?}"
+                );
+            }
+        }
+        // The fast path does take the usual names.
+        assert!(plain_host("GitLab.Example.COM:8443").is_some());
+        assert!(plain_host("localhost").is_some());
     }
 
     #[test]

@@ -159,9 +159,23 @@ impl ReleaseTable {
     }
 
     /// Just the badge state: the hot path of the image routes, without allocating.
+    ///
+    /// Stops at the first advisory that exposes `version` (the badge does not say which or
+    /// how bad), which for an old version is usually the first one looked at: a full
+    /// [`ReleaseTable::verdict`] scans every advisory newer than it.
     pub fn severity(&self, version: &Version) -> Severity {
-        let exposure = self.exposure(version);
-        self.severity_of(version, &exposure)
+        let exposed = self
+            .advisories
+            .iter()
+            .take_while(|advisory| advisory.newest > *version)
+            .any(|advisory| advisory.exposes(version));
+        if exposed {
+            Severity::Danger
+        } else if self.latest().is_some_and(|r| r.version > *version) {
+            Severity::Warning
+        } else {
+            Severity::Success
+        }
     }
 
     /// The full `check.json` verdict for a running version.
@@ -540,6 +554,30 @@ mod tests {
                 table.verdict(&version).severity,
                 "{running}"
             );
+        }
+    }
+
+    #[test]
+    fn severity_shortcut_matches_full_verdict_on_the_bundled_history() {
+        let releases = crate::domain::csv_import::parse_releases_csv(include_bytes!(
+            "../../assets/releases.csv"
+        ))
+        .unwrap();
+        let table = ReleaseTable::new(releases.clone());
+        for release in &releases {
+            let v = &release.version;
+            for running in [
+                v.clone(),
+                Version::new(v.major(), v.minor(), v.patch() + 1),
+                Version::parse(&format!("{v}-rc1")).unwrap(),
+                Version::new(v.major(), v.minor() + 1, 0),
+            ] {
+                assert_eq!(
+                    table.severity(&running),
+                    table.verdict(&running).severity,
+                    "{running}"
+                );
+            }
         }
     }
 

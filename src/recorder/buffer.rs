@@ -8,8 +8,7 @@
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use prometheus::IntCounter;
-use std::collections::hash_map::{Entry, HashMap, RandomState};
-use std::hash::BuildHasher;
+use std::collections::hash_map::{Entry, HashMap};
 use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -79,7 +78,6 @@ type Shard = HashMap<Box<[u8]>, Tally>;
 /// The bounded, sharded aggregate. Shared by every worker (behind an `Arc`).
 pub struct CheckBuffer {
     shards: Box<[Mutex<Shard>]>,
-    hasher: RandomState,
     keys: AtomicUsize,
     max_keys: usize,
     dropped: IntCounter,
@@ -95,7 +93,6 @@ impl CheckBuffer {
         let shards = shards.max(1).next_power_of_two();
         CheckBuffer {
             shards: (0..shards).map(|_| Mutex::new(Shard::new())).collect(),
-            hasher: RandomState::new(),
             keys: AtomicUsize::new(0),
             max_keys,
             dropped,
@@ -178,7 +175,7 @@ impl CheckBuffer {
     }
 
     fn add(&self, key: &[u8], tally: Tally) -> bool {
-        let shard = (self.hasher.hash_one(key) as usize) & (self.shards.len() - 1);
+        let shard = (shard_hash(key) as usize) & (self.shards.len() - 1);
         let mut map = self.shards[shard]
             .lock()
             // A panic while holding the lock cannot leave a half-written tally behind (each
@@ -222,6 +219,22 @@ impl CheckBuffer {
             );
         }
     }
+}
+
+/// Picks a shard: a cheap multiply-xorshift over 8-byte words. Inside a shard the map keeps
+/// std's keyed SipHash, because keys (Referer hosts) are chosen by clients and a predictable
+/// hash there would let them pile keys into one bucket chain; here the worst a client can do
+/// is make keys share a lock.
+fn shard_hash(key: &[u8]) -> u64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut hash = (key.len() as u64).wrapping_mul(K);
+    for chunk in key.chunks(8) {
+        let mut word = [0u8; 8];
+        word[..chunk.len()].copy_from_slice(chunk);
+        hash = (hash ^ u64::from_le_bytes(word)).wrapping_mul(K);
+        hash ^= hash >> 32;
+    }
+    hash
 }
 
 /// Layout: day (i32 LE, days from CE) | country (2 bytes, zero when none) | host length (1) |

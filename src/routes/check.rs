@@ -128,20 +128,40 @@ impl CheckState {
     }
 }
 
+// The image handlers borrow the state from the request instead of extracting `web::Data`
+// (an `Arc` clone per request); `state()` cannot fail once the app is built.
+
 /// `GET /check.svg?gitlab_info=…`
-pub async fn svg(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    image(&req, &state, ImageFormat::Svg, Scale::ONE, CheckRoute::Svg)
+pub async fn svg(req: HttpRequest) -> HttpResponse {
+    image(
+        &req,
+        state(&req),
+        ImageFormat::Svg,
+        Scale::ONE,
+        CheckRoute::Svg,
+    )
 }
 
 /// `GET /check.png?gitlab_info=…[&scale=N]` (N from 1 to 4, clamped; for high-DPI screens).
-pub async fn png(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+pub async fn png(req: HttpRequest) -> HttpResponse {
     let scale = scale_param(req.query_string());
-    image(&req, &state, ImageFormat::Png, scale, CheckRoute::Png)
+    image(&req, state(&req), ImageFormat::Png, scale, CheckRoute::Png)
 }
 
 /// `GET /check@2x.png?gitlab_info=…`: the PNG at twice the pixel density.
-pub async fn png_2x(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    image(&req, &state, ImageFormat::Png, Scale::TWO, CheckRoute::Png)
+pub async fn png_2x(req: HttpRequest) -> HttpResponse {
+    image(
+        &req,
+        state(&req),
+        ImageFormat::Png,
+        Scale::TWO,
+        CheckRoute::Png,
+    )
+}
+
+fn state(req: &HttpRequest) -> &AppState {
+    req.app_data::<web::Data<AppState>>()
+        .expect("AppState is registered by Application::build")
 }
 
 /// `GET /check.json?gitlab_info=…`: the six-field verdict, or 400 naming the problem.
@@ -175,7 +195,7 @@ fn image(
     let check = &state.check;
     let kind = match version_from_query(req.query_string(), check.max_query_bytes) {
         Ok(version) => {
-            let kind = badge_kind(state.releases.current().severity(&version));
+            let kind = badge_kind(state.releases.load().severity(&version));
             record(req, state, &version);
             state.metrics.count_check(route, kind);
             kind

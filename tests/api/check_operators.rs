@@ -51,7 +51,7 @@ fn check(host: &str, version: &str, country: &str, count: u64, when: &str) -> Ch
 /// A small world, written the way the recorder writes it (verdicts from the bundled table).
 fn seed(conn: &mut AnyConnection) {
     let table = ReleaseTable::new(parse_releases_csv(BUNDLED_RELEASES_CSV).unwrap());
-    let mut rows = vec![
+    let mut rows = [
         // critical: misses 17.9.2 (2025-03-12)
         check("crit.example", "17.9.1", "DE", 3, "2026-06-02 10:00"),
         // non-critical danger: misses 19.1.1

@@ -540,3 +540,60 @@ async fn verdicts_follow_release_changes() {
         .unwrap();
     assert!(svg.contains("update asap"));
 }
+
+/// Reads one un-labelled counter from `/metrics`.
+async fn metric(app: &TestApp, name: &str) -> u64 {
+    let text = app.get("/metrics").await.text().await.unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in /metrics"))
+}
+
+/// The store refuses writes for a while: checks keep answering, the buffer keeps what fits
+/// its bound and counts what it drops, and everything kept lands once the store is back.
+#[tokio::test]
+async fn a_failing_store_loses_only_what_the_bound_drops_and_counts_it() {
+    let app = TestApp::spawn_with(|s| {
+        fast_flush(s);
+        s.check_buffer_max_keys = 3;
+    })
+    .await;
+    let db = app.store();
+    let execute = |sql: &str| {
+        let mut conn = db.get().unwrap();
+        with_conn!(&mut conn, |c| diesel::sql_query(sql).execute(c)).unwrap();
+    };
+    // Writes to version_checks now fail (as they would with the store down).
+    execute("ALTER TABLE version_checks RENAME TO version_checks_away");
+    let mut sent = 0;
+    for round in 0..3 {
+        for minor in 0..5 {
+            let r = app
+                .get(&check_path("check.svg", &format!("18.{minor}.0")))
+                .await;
+            assert_eq!(r.status(), 200);
+            sent += 1;
+        }
+        if round == 0 {
+            // Let a flush fail and merge its batch back.
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while metric(&app, "version_app_check_flush_failures_total").await == 0 {
+                assert!(Instant::now() < deadline, "no flush failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    let dropped = metric(&app, "version_app_check_records_dropped_total").await as i64;
+    // Three keys fit; which three depends on where flushes fell between the requests. Each
+    // kept key holds at most one check per round, so at least 15 - 3 × 3 were dropped.
+    assert!(dropped >= 6, "{dropped}");
+    // (Fewer for the instant a flush has the batch out.)
+    assert!(metric(&app, "version_app_check_buffer_keys").await <= 3);
+    execute("ALTER TABLE version_checks_away RENAME TO version_checks");
+    wait_for_total(&db, sent - dropped).await;
+    let rows = check_rows(&db);
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    // Nothing lost beyond what was counted as dropped.
+    assert_eq!(rows.iter().map(|r| r.count).sum::<i64>() + dropped, sent);
+    assert!(metric(&app, "version_app_check_flush_failures_total").await > 0);
+}
