@@ -9,6 +9,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod geoip;
+pub mod ingest;
 pub mod render;
 pub mod routes;
 pub mod snapshot;

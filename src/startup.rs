@@ -12,6 +12,7 @@ use crate::db::models::releases;
 use crate::db::Db;
 use crate::domain::csv_import::parse_releases_csv;
 use crate::geoip::GeoIp;
+use crate::ingest::Ingest;
 use crate::routes;
 use crate::snapshot::Releases;
 use crate::telemetry::PrivateRootSpan;
@@ -29,6 +30,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// Country lookup, when a GeoIP database is configured and readable.
     pub geoip: Option<Arc<GeoIp>>,
+    /// Service Ping ingest: admission, group-commit writer, cached DevOps leaders.
+    pub ingest: Ingest,
 }
 
 /// A bound, not yet running server.
@@ -84,11 +87,15 @@ impl Application {
         let port = listener.local_addr()?.port();
         // A missing or corrupt database only disables geo lookup (with a warning).
         let geoip = GeoIp::open_optional(settings.geoip_path.as_deref()).map(Arc::new);
+        let ingest = Ingest::start(db.clone(), &settings);
+        // The first tick of the leaders task runs at once, before traffic arrives.
+        ingest.spawn_background(db.clone(), &settings);
         let state = web::Data::new(AppState {
             db,
             releases,
             settings: settings.clone(),
             geoip,
+            ingest,
         });
 
         let app_state = state.clone();

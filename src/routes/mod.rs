@@ -1,12 +1,14 @@
 //! THE route table: every path the application answers, in one place.
 
 pub mod health;
+pub mod usage_data;
 pub mod versions;
 
 use actix_web::web;
 
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.configure(usage_data::routes);
     cfg.route("/-/health", web::get().to(health::health))
         .route("/-/ready", web::get().to(health::ready))
         .service(

@@ -5,4 +5,5 @@ mod cli;
 mod deployment;
 mod health;
 mod helpers;
+mod usage_data;
 mod versions;

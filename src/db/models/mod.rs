@@ -2,3 +2,5 @@
 
 pub mod releases;
 pub mod tokens;
+pub mod usage_data;
+pub mod usage_ping;
