@@ -6,4 +6,5 @@ mod deployment;
 mod health;
 mod helpers;
 mod usage_data;
+mod usage_upload;
 mod versions;
