@@ -6,5 +6,6 @@ mod deployment;
 mod health;
 mod helpers;
 mod usage_data;
+mod usage_ping;
 mod usage_upload;
 mod versions;
