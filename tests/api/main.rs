@@ -5,6 +5,7 @@ mod cli;
 mod deployment;
 mod health;
 mod helpers;
+mod usage_analysts;
 mod usage_data;
 mod usage_ping;
 mod usage_upload;
