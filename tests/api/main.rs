@@ -7,6 +7,7 @@ mod health;
 mod helpers;
 mod usage_analysts;
 mod usage_data;
+mod usage_export;
 mod usage_ping;
 mod usage_upload;
 mod versions;
