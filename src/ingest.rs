@@ -56,7 +56,7 @@ impl From<DecodeError> for ApiError {
 /// Gunzips (when `gzip`) with a cap on the output, then parses. Returns the parsed payload
 /// and the JSON bytes to keep verbatim. CPU-bound: call on the blocking pool.
 pub fn decode_payload(
-    body: &[u8],
+    body: bytes::Bytes,
     gzip: bool,
     max_decompressed: usize,
     limits: &PayloadLimits,
@@ -65,7 +65,7 @@ pub fn decode_payload(
         let mut out = Vec::with_capacity((body.len() * 8).min(max_decompressed));
         // Reading one byte past the cap tells "exactly at the cap" from "over it" without
         // ever inflating a bomb further than that.
-        flate2::read::MultiGzDecoder::new(body)
+        flate2::read::MultiGzDecoder::new(&body[..])
             .take(max_decompressed as u64 + 1)
             .read_to_end(&mut out)
             .map_err(|e| DecodeError::BadGzip(e.to_string()))?;
@@ -76,11 +76,15 @@ pub fn decode_payload(
         }
         out
     } else {
-        body.to_vec()
+        // Usually no copy: the body buffer is handed over whole.
+        Vec::from(body)
     };
     let parsed = payload::parse_payload(&json, limits)?;
     Ok((parsed, json))
 }
+
+/// Raw bytes after which a writer stops adding payloads to its group.
+const BATCH_MAX_BYTES: usize = 16 * 1024 * 1024;
 
 struct Job {
     submission: NewSubmission,
@@ -255,10 +259,16 @@ impl Writer {
                 let Some(first) = receiver.blocking_recv() else {
                     return;
                 };
+                let mut bytes = first.submission.raw.len();
                 let mut batch = vec![first];
-                while batch.len() < self.batch_max {
+                // Bounded in count and in bytes, so a group of 5 MB bodies does not pile up
+                // bind buffers beside the bodies themselves.
+                while batch.len() < self.batch_max && bytes < BATCH_MAX_BYTES {
                     match receiver.try_recv() {
-                        Ok(job) => batch.push(job),
+                        Ok(job) => {
+                            bytes += job.submission.raw.len();
+                            batch.push(job);
+                        }
                         Err(_) => break,
                     }
                 }

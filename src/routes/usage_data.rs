@@ -116,7 +116,7 @@ async fn receive_json(
     let max_decompressed = settings.ingest_max_decompressed_bytes;
     let limits = state.ingest.limits.clone();
     let (parsed, raw) =
-        web::block(move || decode_payload(&bytes, gzip, max_decompressed, &limits))
+        web::block(move || decode_payload(bytes, gzip, max_decompressed, &limits))
             .await
             .map_err(|e| ApiError::Internal(format!("decode task failed: {e}")))??;
     let summary = parsed.summary.clone();
@@ -296,7 +296,7 @@ async fn upload(
     };
     let limits = state.ingest.limits.clone();
     let max_decompressed = state.settings.ingest_max_decompressed_bytes;
-    let decoded = web::block(move || decode_payload(&bytes, false, max_decompressed, &limits)).await;
+    let decoded = web::block(move || decode_payload(bytes, false, max_decompressed, &limits)).await;
     let (parsed, raw) = match decoded {
         Ok(Ok(decoded)) => decoded,
         Ok(Err(err)) => {
