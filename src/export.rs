@@ -72,7 +72,10 @@ pub fn export(
         }
         ExportFormat::Csv => {
             let key_ids = usage_data::find_key_ids(conn, keys)?;
-            let wanted: Vec<i64> = keys.iter().filter_map(|k| key_ids.get(k).copied()).collect();
+            let wanted: Vec<i64> = keys
+                .iter()
+                .filter_map(|k| key_ids.get(k).copied())
+                .collect();
             let mut writer = csv::Writer::from_writer(out);
             let mut header = vec![
                 "usage_data_id",

@@ -183,8 +183,7 @@ impl Ingest {
             let mut ticker = tokio::time::interval(every);
             loop {
                 ticker.tick().await;
-                let (db, mapping, leaders) =
-                    (leaders_db.clone(), mapping.clone(), leaders.clone());
+                let (db, mapping, leaders) = (leaders_db.clone(), mapping.clone(), leaders.clone());
                 let outcome =
                     tokio::task::spawn_blocking(move || refresh_leaders(&db, &mapping, &leaders))
                         .await;
@@ -230,8 +229,8 @@ fn refresh_leaders(
     mapping: &ScoreMapping,
     leaders: &ArcSwap<FeatureScores>,
 ) -> Result<(), DbError> {
-    let since = Utc::now().naive_utc()
-        - chrono::Duration::days(i64::from(mapping.leaders.lookback_days));
+    let since =
+        Utc::now().naive_utc() - chrono::Duration::days(i64::from(mapping.leaders.lookback_days));
     let population = usage_data::list_latest_scores(&mut db.get()?, since)?;
     let computed = devops::leaders(&population, &mapping.leaders);
     tracing::debug!(
@@ -304,7 +303,10 @@ impl Writer {
             Err(err) => {
                 let message = err.to_string();
                 let unavailable = err.is_unavailable();
-                let _ = api_error(err);
+                if unavailable {
+                    tracing::warn!(error.cause = %message, batch.size = replies.len(),
+                        "store unavailable: payloads refused with 503");
+                }
                 for reply in replies {
                     let _ = reply.send(Err(if unavailable {
                         ApiError::Unavailable
@@ -317,6 +319,7 @@ impl Writer {
     }
 
     fn store(&self, submissions: &[NewSubmission]) -> Result<Vec<StoredSubmission>, DbError> {
+        let started = std::time::Instant::now();
         let mut conn = self.db.get()?;
         self.keys.resolve(
             &mut conn,
@@ -324,19 +327,28 @@ impl Writer {
                 .iter()
                 .flat_map(|s| s.metrics.iter().map(|metric| metric.key)),
         )?;
+        let resolved = started.elapsed();
         let leaders = self.leaders.load_full();
-        usage_data::store_batch(
+        let stored = usage_data::store_batch(
             &mut conn,
             &self.keys,
             &self.mapping,
             &leaders,
             submissions,
             Utc::now().naive_utc(),
-        )
+        );
+        tracing::debug!(
+            batch.size = submissions.len(),
+            batch.resolve_ms = resolved.as_secs_f64() * 1000.0,
+            batch.total_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "ingest group committed"
+        );
+        stored
     }
 }
 
-/// Logs a store failure once and turns it into the client's answer.
+/// The client's answer for a store failure (unavailability is logged by the conversion,
+/// anything else when the 500 is answered).
 fn api_error(err: DbError) -> ApiError {
     ApiError::from(err)
 }

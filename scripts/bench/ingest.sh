@@ -29,7 +29,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 start_server() { # $1 database url
   PORT="$(free_port)"
-  VERSION_APP_LISTEN="127.0.0.1:$PORT" DATABASE_URL="$1" RUST_LOG=warn \
+  VERSION_APP_LISTEN="127.0.0.1:$PORT" DATABASE_URL="$1" RUST_LOG="${SERVER_LOG:-warn}" \
     VERSION_APP_DATABASE_POOL_SIZE=8 "$BIN" serve >"$WORK/server.log" 2>&1 &
   SERVER_PID=$!
   for _ in $(seq 1 100); do

@@ -83,7 +83,10 @@ impl Template {
             .len();
         Template {
             uuid: value["uuid"].as_str().expect("uuid").to_owned(),
-            recorded_at: value["recorded_at"].as_str().expect("recorded_at").to_owned(),
+            recorded_at: value["recorded_at"]
+                .as_str()
+                .expect("recorded_at")
+                .to_owned(),
             bytes,
             leaves,
         }
@@ -152,7 +155,10 @@ fn stored(db: &Db, prefix: &str, backend: Backend) -> (i64, i64, i64) {
     };
     let rows = count(
         db,
-        &format!("SELECT COUNT(*) AS n FROM usage_data WHERE uuid LIKE {}", p(1)),
+        &format!(
+            "SELECT COUNT(*) AS n FROM usage_data WHERE uuid LIKE {}",
+            p(1)
+        ),
         prefix,
     );
     let raws = count(

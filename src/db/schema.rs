@@ -212,4 +212,9 @@ diesel::table! {
 }
 
 diesel::joinable!(usage_data_raw -> usage_data (usage_data_id));
-diesel::allow_tables_to_appear_in_same_query!(usage_data, usage_data_raw, usage_data_metrics, metric_keys);
+diesel::allow_tables_to_appear_in_same_query!(
+    usage_data,
+    usage_data_raw,
+    usage_data_metrics,
+    metric_keys
+);

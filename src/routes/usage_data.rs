@@ -114,11 +114,10 @@ async fn receive_json(
         Err(_) => return Err(too_large(limit)),
     };
     let max_decompressed = settings.ingest_max_decompressed_bytes;
-    let limits = state.ingest.limits.clone();
-    let (parsed, raw) =
-        web::block(move || decode_payload(bytes, gzip, max_decompressed, &limits))
-            .await
-            .map_err(|e| ApiError::Internal(format!("decode task failed: {e}")))??;
+    let limits = state.ingest.limits;
+    let (parsed, raw) = web::block(move || decode_payload(bytes, gzip, max_decompressed, &limits))
+        .await
+        .map_err(|e| ApiError::Internal(format!("decode task failed: {e}")))??;
     let summary = parsed.summary.clone();
     let stored = state
         .ingest
@@ -238,11 +237,7 @@ fn upload_message(err: &DecodeError) -> String {
     }
 }
 
-async fn upload(
-    req: HttpRequest,
-    body: web::Payload,
-    state: web::Data<AppState>,
-) -> HttpResponse {
+async fn upload(req: HttpRequest, body: web::Payload, state: web::Data<AppState>) -> HttpResponse {
     let limit = state.settings.ingest_max_body_bytes;
     let too_large = format!("The file is too large: the limit is {} MB.", max_mb(&state));
     // The multipart envelope adds a few hundred bytes around the file.
@@ -294,7 +289,7 @@ async fn upload(
             "Choose a payload file before pressing Upload.",
         );
     };
-    let limits = state.ingest.limits.clone();
+    let limits = state.ingest.limits;
     let max_decompressed = state.settings.ingest_max_decompressed_bytes;
     let decoded = web::block(move || decode_payload(bytes, false, max_decompressed, &limits)).await;
     let (parsed, raw) = match decoded {
@@ -316,7 +311,10 @@ async fn upload(
             html(
                 StatusCode::CREATED,
                 UploadResult {
-                    hostname: summary.hostname.as_deref().unwrap_or("(not in the payload)"),
+                    hostname: summary
+                        .hostname
+                        .as_deref()
+                        .unwrap_or("(not in the payload)"),
                     version: summary
                         .version
                         .as_ref()
@@ -339,10 +337,17 @@ async fn upload(
 }
 
 /// Reads a small JSON object body for the report routes, naming what is wrong.
-async fn read_report(body: web::Payload, wrapper: &str) -> Result<(String, Map<String, Value>), ApiError> {
+async fn read_report(
+    body: web::Payload,
+    wrapper: &str,
+) -> Result<(String, Map<String, Value>), ApiError> {
     let bytes = match body.to_bytes_limited(REPORT_MAX_BODY_BYTES).await {
         Ok(Ok(bytes)) => bytes,
-        Ok(Err(err)) => return Err(ApiError::BadRequest(format!("the body could not be read: {err}"))),
+        Ok(Err(err)) => {
+            return Err(ApiError::BadRequest(format!(
+                "the body could not be read: {err}"
+            )))
+        }
         Err(_) => return Err(too_large(REPORT_MAX_BODY_BYTES)),
     };
     let text = String::from_utf8(bytes.to_vec())
@@ -350,12 +355,18 @@ async fn read_report(body: web::Payload, wrapper: &str) -> Result<(String, Map<S
     let value: Value = serde_json::from_str(&text)
         .map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))?;
     let Value::Object(mut top) = value else {
-        return Err(ApiError::BadRequest("the body must be a JSON object".into()));
+        return Err(ApiError::BadRequest(
+            "the body must be a JSON object".into(),
+        ));
     };
     match top.remove(wrapper) {
         Some(Value::Object(inner)) => Ok((text, inner)),
-        Some(_) => Err(ApiError::BadRequest(format!("`{wrapper}` must be an object"))),
-        None => Err(ApiError::BadRequest(format!("missing required field `{wrapper}`"))),
+        Some(_) => Err(ApiError::BadRequest(format!(
+            "`{wrapper}` must be an object"
+        ))),
+        None => Err(ApiError::BadRequest(format!(
+            "missing required field `{wrapper}`"
+        ))),
     }
 }
 
@@ -399,7 +410,10 @@ pub async fn receive_error(
         .db
         .run(move |conn| usage_ping::insert_error(conn, &new))
         .await?;
-    tracing::info!(usage_ping_error.id = id, "service ping failure report stored");
+    tracing::info!(
+        usage_ping_error.id = id,
+        "service ping failure report stored"
+    );
     Ok(HttpResponse::Created().json(json!({ "id": id })))
 }
 
@@ -412,16 +426,28 @@ pub async fn receive_metadata(
     let (text, metadata) = read_report(body, "metadata").await?;
     let entries = match metadata.get("metrics") {
         Some(Value::Array(entries)) => entries,
-        Some(_) => return Err(ApiError::BadRequest("`metadata.metrics` must be an array".into())),
-        None => return Err(ApiError::BadRequest("missing required field `metadata.metrics`".into())),
+        Some(_) => {
+            return Err(ApiError::BadRequest(
+                "`metadata.metrics` must be an array".into(),
+            ))
+        }
+        None => {
+            return Err(ApiError::BadRequest(
+                "missing required field `metadata.metrics`".into(),
+            ))
+        }
     };
     let mut metrics = Vec::with_capacity(entries.len());
     for (i, entry) in entries.iter().enumerate() {
         let Value::Object(entry) = entry else {
-            return Err(ApiError::BadRequest(format!("`metadata.metrics[{i}]` must be an object")));
+            return Err(ApiError::BadRequest(format!(
+                "`metadata.metrics[{i}]` must be an object"
+            )));
         };
         let name = text_field(entry, "name")?.ok_or_else(|| {
-            ApiError::BadRequest(format!("missing required field `metadata.metrics[{i}].name`"))
+            ApiError::BadRequest(format!(
+                "missing required field `metadata.metrics[{i}].name`"
+            ))
         })?;
         metrics.push(MetadataMetric {
             name,

@@ -60,17 +60,32 @@ pub fn counts(app: &TestApp) -> (i64, i64, i64) {
 
 fn assert_conv_index(body: &Value) -> i64 {
     let conv = body["conv_index"].as_object().expect("conv_index object");
-    let id = conv["usage_data_id"].as_i64().expect("integer usage_data_id");
+    let id = conv["usage_data_id"]
+        .as_i64()
+        .expect("integer usage_data_id");
     assert!(id > 0);
     assert_eq!(conv.len(), 31, "usage_data_id + 30 floats: {conv:?}");
     for (key, value) in conv {
         if key != "usage_data_id" {
-            let v = value.as_f64().unwrap_or_else(|| panic!("{key} is not a number"));
+            let v = value
+                .as_f64()
+                .unwrap_or_else(|| panic!("{key} is not a number"));
             assert!(v >= 0.0 && v.is_finite(), "{key} = {v}");
         }
     }
     id
 }
+
+/// Summary columns read back in the first test.
+type SummaryRow = (
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    String,
+    Option<String>,
+    i64,
+);
 
 #[tokio::test]
 async fn full_payload_is_stored_verbatim_summarised_and_flattened() {
@@ -84,7 +99,11 @@ async fn full_payload_is_stored_verbatim_summarised_and_flattened() {
     assert!(expected.metrics.len() > 4000);
     let (rows, raws, metrics) = counts(&app);
     assert_eq!((rows, raws), (1, 1));
-    assert_eq!(metrics, expected.metrics.len() as i64, "every leaf flattened");
+    assert_eq!(
+        metrics,
+        expected.metrics.len() as i64,
+        "every leaf flattened"
+    );
 
     let db = app.store();
     let mut conn = db.get().unwrap();
@@ -95,27 +114,20 @@ async fn full_payload_is_stored_verbatim_summarised_and_flattened() {
             .first(c)
             .unwrap();
         assert_eq!(raw, FULL, "raw payload kept byte for byte");
-        let (uuid, hostname, version, edition, source, country, count): (
-            String,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            String,
-            Option<String>,
-            i64,
-        ) = usage_data::table
-            .find(id)
-            .select((
-                usage_data::uuid,
-                usage_data::hostname,
-                usage_data::version,
-                usage_data::edition,
-                usage_data::source,
-                usage_data::country,
-                usage_data::metrics_count,
-            ))
-            .first(c)
-            .unwrap();
+        let (uuid, hostname, version, edition, source, country, count): SummaryRow =
+            usage_data::table
+                .find(id)
+                .select((
+                    usage_data::uuid,
+                    usage_data::hostname,
+                    usage_data::version,
+                    usage_data::edition,
+                    usage_data::source,
+                    usage_data::country,
+                    usage_data::metrics_count,
+                ))
+                .first(c)
+                .unwrap();
         assert_eq!(uuid, "01974cde-79f9-4882-b407-7bec1eb4e8a3");
         assert_eq!(hostname.as_deref(), Some("gitlab.acme-0000.example.com"));
         assert_eq!(version.as_deref(), Some("18.9.0"));
@@ -142,7 +154,10 @@ async fn duplicates_get_the_same_id_and_store_nothing_twice() {
     let again = post_json(&app, FULL.to_vec()).await;
     assert_eq!(again.status(), 201);
     let again: Value = again.json().await.unwrap();
-    assert_eq!(first, again, "a retry sees the same id and the same numbers");
+    assert_eq!(
+        first, again,
+        "a retry sees the same id and the same numbers"
+    );
     let before = counts(&app);
     assert_eq!(before.0, 1);
 
@@ -196,14 +211,13 @@ async fn gzip_bodies_are_decoded_and_the_json_kept() {
     assert_eq!(raw, FULL);
 }
 
-async fn expect_error(
-    app: &TestApp,
-    request: reqwest::RequestBuilder,
-    status: u16,
-    needle: &str,
-) {
+async fn expect_error(app: &TestApp, request: reqwest::RequestBuilder, status: u16, needle: &str) {
     let response = request.send().await.expect("request sent");
-    assert_eq!(response.status().as_u16(), status, "expected {status} for {needle}");
+    assert_eq!(
+        response.status().as_u16(),
+        status,
+        "expected {status} for {needle}"
+    );
     let body: Value = response.json().await.expect("JSON error body");
     let message = body["message"].as_str().expect("message");
     assert!(
@@ -229,11 +243,20 @@ async fn every_bad_input_gets_a_clear_json_error_and_stores_nothing() {
     };
     expect_error(&app, post(b"{not json".to_vec()), 400, "not valid JSON").await;
     expect_error(&app, post(Vec::new()), 400, "empty").await;
-    expect_error(&app, post(b"[1,2,3]".to_vec()), 400, "must be a JSON object").await;
+    expect_error(
+        &app,
+        post(b"[1,2,3]".to_vec()),
+        400,
+        "must be a JSON object",
+    )
+    .await;
     let missing_uuid = minimal_with(json!({"uuid": null}));
     expect_error(&app, post(missing_uuid), 400, "`uuid`").await;
     let mut no_recorded_at: Value = serde_json::from_slice(MINIMAL).unwrap();
-    no_recorded_at.as_object_mut().unwrap().remove("recorded_at");
+    no_recorded_at
+        .as_object_mut()
+        .unwrap()
+        .remove("recorded_at");
     expect_error(
         &app,
         post(serde_json::to_vec(&no_recorded_at).unwrap()),
@@ -241,7 +264,13 @@ async fn every_bad_input_gets_a_clear_json_error_and_stores_nothing() {
         "`recorded_at`",
     )
     .await;
-    expect_error(&app, post(minimal_with(json!({"uuid": 42}))), 400, "`uuid` must be").await;
+    expect_error(
+        &app,
+        post(minimal_with(json!({"uuid": 42}))),
+        400,
+        "`uuid` must be",
+    )
+    .await;
     expect_error(
         &app,
         post(minimal_with(json!({"recorded_at": "last tuesday"}))),
@@ -323,19 +352,20 @@ async fn special_values_are_kept_as_data() {
     assert_eq!(answer["conv_index"]["instance_notes"], 0.0);
     let db = app.store();
     let mut conn = db.get().unwrap();
-    let values: Vec<(String, f64)> = version_app::with_conn!(&mut conn, |c| usage_data_metrics::table
-        .inner_join(metric_keys::table.on(metric_keys::id.eq(usage_data_metrics::key_id)))
-        .filter(metric_keys::key_path.eq_any([
-            "counts.issues",
-            "counts.notes",
-            "counts.boards",
-            "counts.milestones",
-            "histogram.-1",
-        ]))
-        .select((metric_keys::key_path, usage_data_metrics::value))
-        .order(metric_keys::key_path)
-        .load(c)
-        .unwrap());
+    let values: Vec<(String, f64)> =
+        version_app::with_conn!(&mut conn, |c| usage_data_metrics::table
+            .inner_join(metric_keys::table.on(metric_keys::id.eq(usage_data_metrics::key_id)))
+            .filter(metric_keys::key_path.eq_any([
+                "counts.issues",
+                "counts.notes",
+                "counts.boards",
+                "counts.milestones",
+                "histogram.-1",
+            ]))
+            .select((metric_keys::key_path, usage_data_metrics::value))
+            .order(metric_keys::key_path)
+            .load(c)
+            .unwrap());
     assert_eq!(
         values,
         vec![

@@ -20,25 +20,55 @@ async fn export_streams_a_date_range_as_ndjson_and_csv() {
     let url = app.settings.database_url.clone();
     let output = run_cli(
         &url,
-        &["export", "--from", "2026-01-01", "--to", "2026-02-01", "--format", "ndjson"],
+        &[
+            "export",
+            "--from",
+            "2026-01-01",
+            "--to",
+            "2026-02-01",
+            "--format",
+            "ndjson",
+        ],
         &[],
     );
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let lines: Vec<&[u8]> = output.stdout.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<&[u8]> = output
+        .stdout
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
     assert_eq!(lines.len(), 2);
-    assert_eq!(lines[0], FULL, "compact payloads are exported byte for byte");
+    assert_eq!(
+        lines[0], FULL,
+        "compact payloads are exported byte for byte"
+    );
     let second: Value = serde_json::from_slice(lines[1]).unwrap();
     assert_eq!(second, serde_json::from_slice::<Value>(&pretty).unwrap());
 
     let output = run_cli(
         &url,
         &[
-            "export", "--from", "2026-01-01", "--to", "2026-02-01", "--format", "csv",
-            "--keys", "counts.issues,no.such.key",
+            "export",
+            "--from",
+            "2026-01-01",
+            "--to",
+            "2026-02-01",
+            "--format",
+            "csv",
+            "--keys",
+            "counts.issues,no.such.key",
         ],
         &[],
     );
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let mut reader = csv::Reader::from_reader(output.stdout.as_slice());
     let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
     assert_eq!(header[0], "usage_data_id");
@@ -51,7 +81,11 @@ async fn export_streams_a_date_range_as_ndjson_and_csv() {
     assert_eq!(&rows[1][8], "12");
     assert_eq!(&rows[1][9], "", "an unknown key is an empty column");
 
-    let bad = run_cli(&url, &["export", "--from", "yesterday", "--to", "2026-02-01"], &[]);
+    let bad = run_cli(
+        &url,
+        &["export", "--from", "yesterday", "--to", "2026-02-01"],
+        &[],
+    );
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("`yesterday` is not a date"));
 }

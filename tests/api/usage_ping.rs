@@ -3,7 +3,9 @@
 use crate::helpers::TestApp;
 use diesel::prelude::*;
 use serde_json::{json, Value};
-use version_app::db::schema::{usage_ping_errors, usage_ping_metadata, usage_ping_metadata_metrics};
+use version_app::db::schema::{
+    usage_ping_errors, usage_ping_metadata, usage_ping_metadata_metrics,
+};
 
 async fn post(app: &TestApp, path: &str, body: &str) -> (u16, Value) {
     let response = app
@@ -17,6 +19,9 @@ async fn post(app: &TestApp, path: &str, body: &str) -> (u16, Value) {
     let status = response.status().as_u16();
     (status, response.json().await.unwrap())
 }
+
+/// (uuid, unique_instance_id, message, elapsed)
+type ErrorRow = (Option<String>, Option<String>, Option<String>, Option<f64>);
 
 #[tokio::test]
 async fn error_reports_are_stored_with_and_without_unique_instance_id() {
@@ -33,17 +38,16 @@ async fn error_reports_are_stored_with_and_without_unique_instance_id() {
     }
     let db = app.store();
     let mut conn = db.get().unwrap();
-    let rows: Vec<(Option<String>, Option<String>, Option<String>, Option<f64>)> =
-        version_app::with_conn!(&mut conn, |c| usage_ping_errors::table
-            .order(usage_ping_errors::id)
-            .select((
-                usage_ping_errors::uuid,
-                usage_ping_errors::unique_instance_id,
-                usage_ping_errors::message,
-                usage_ping_errors::elapsed,
-            ))
-            .load(c)
-            .unwrap());
+    let rows: Vec<ErrorRow> = version_app::with_conn!(&mut conn, |c| usage_ping_errors::table
+        .order(usage_ping_errors::id)
+        .select((
+            usage_ping_errors::uuid,
+            usage_ping_errors::unique_instance_id,
+            usage_ping_errors::message,
+            usage_ping_errors::elapsed,
+        ))
+        .load(c)
+        .unwrap());
     assert_eq!(rows[0].0.as_deref(), Some("u-1"));
     assert_eq!(rows[0].1.as_deref(), Some("ui-1"));
     assert_eq!(rows[1].1, None);
@@ -70,7 +74,10 @@ async fn metadata_reports_are_stored_in_every_shape() {
     version_app::with_conn!(&mut conn, |c| {
         let reports: Vec<(Option<String>, i64)> = usage_ping_metadata::table
             .order(usage_ping_metadata::id)
-            .select((usage_ping_metadata::uuid, usage_ping_metadata::metrics_count))
+            .select((
+                usage_ping_metadata::uuid,
+                usage_ping_metadata::metrics_count,
+            ))
             .load(c)
             .unwrap();
         assert_eq!(
@@ -79,7 +86,10 @@ async fn metadata_reports_are_stored_in_every_shape() {
         );
         let failed: Vec<(String, Option<String>)> = usage_ping_metadata_metrics::table
             .filter(usage_ping_metadata_metrics::error.is_not_null())
-            .select((usage_ping_metadata_metrics::name, usage_ping_metadata_metrics::error))
+            .select((
+                usage_ping_metadata_metrics::name,
+                usage_ping_metadata_metrics::error,
+            ))
             .load(c)
             .unwrap();
         assert_eq!(
@@ -96,14 +106,46 @@ async fn bad_reports_get_a_json_400_naming_the_problem() {
         ("/usage_ping_errors", "not json", "not valid JSON"),
         ("/usage_ping_errors", "[]", "must be a JSON object"),
         ("/usage_ping_errors", "{}", "missing required field `error`"),
-        ("/usage_ping_errors", r#"{"error": "x"}"#, "`error` must be an object"),
-        ("/usage_ping_errors", r#"{"error": {"uuid": []}}"#, "`uuid` must be a string"),
-        ("/usage_ping_metadata", r#"{"metrics": []}"#, "missing required field `metadata`"),
-        ("/usage_ping_metadata", r#"{"metadata": {}}"#, "`metadata.metrics`"),
-        ("/usage_ping_metadata", r#"{"metadata": {"metrics": {}}}"#, "must be an array"),
-        ("/usage_ping_metadata", r#"{"metadata": {"metrics": [1]}}"#, "`metadata.metrics[0]` must be an object"),
-        ("/usage_ping_metadata", r#"{"metadata": {"metrics": [{"time_elapsed": 1}]}}"#, "`metadata.metrics[0].name`"),
-        ("/usage_ping_metadata", r#"{"metadata": {"metrics": [{"name": "a", "time_elapsed": "slow"}]}}"#, "`time_elapsed` must be a number"),
+        (
+            "/usage_ping_errors",
+            r#"{"error": "x"}"#,
+            "`error` must be an object",
+        ),
+        (
+            "/usage_ping_errors",
+            r#"{"error": {"uuid": []}}"#,
+            "`uuid` must be a string",
+        ),
+        (
+            "/usage_ping_metadata",
+            r#"{"metrics": []}"#,
+            "missing required field `metadata`",
+        ),
+        (
+            "/usage_ping_metadata",
+            r#"{"metadata": {}}"#,
+            "`metadata.metrics`",
+        ),
+        (
+            "/usage_ping_metadata",
+            r#"{"metadata": {"metrics": {}}}"#,
+            "must be an array",
+        ),
+        (
+            "/usage_ping_metadata",
+            r#"{"metadata": {"metrics": [1]}}"#,
+            "`metadata.metrics[0]` must be an object",
+        ),
+        (
+            "/usage_ping_metadata",
+            r#"{"metadata": {"metrics": [{"time_elapsed": 1}]}}"#,
+            "`metadata.metrics[0].name`",
+        ),
+        (
+            "/usage_ping_metadata",
+            r#"{"metadata": {"metrics": [{"name": "a", "time_elapsed": "slow"}]}}"#,
+            "`time_elapsed` must be a number",
+        ),
     ];
     for (path, body, needle) in cases {
         let (status, answer) = post(&app, path, body).await;

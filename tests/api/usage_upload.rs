@@ -22,7 +22,10 @@ async fn upload(app: &TestApp, name: &str, bytes: Vec<u8>) -> (u16, String) {
         .await
         .unwrap();
     let status = response.status().as_u16();
-    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(content_type.starts_with("text/html"), "{content_type}");
     (status, response.text().await.unwrap())
 }
@@ -44,7 +47,10 @@ async fn the_form_explains_where_the_payload_is_and_posts_a_file() {
         assert!(page.contains(needle), "form lacks {needle}");
     }
     assert!(!page.contains("<script"), "works without JavaScript");
-    assert!(!page.contains("http://") && !page.contains("https://"), "no external assets");
+    assert!(
+        !page.contains("http://") && !page.contains("https://"),
+        "no external assets"
+    );
 }
 
 #[tokio::test]
@@ -109,7 +115,11 @@ async fn bad_uploads_re_render_the_form_with_a_clear_message() {
         .await
         .unwrap();
     assert_eq!(response.status(), 400);
-    assert!(response.text().await.unwrap().contains("Choose a payload file"));
+    assert!(response
+        .text()
+        .await
+        .unwrap()
+        .contains("Choose a payload file"));
     assert_eq!(counts(&app), (0, 0, 0));
     // Content that fits: stored.
     let (status, _) = upload(&app, "ok.json", MINIMAL.to_vec()).await;
@@ -136,13 +146,14 @@ const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 /// Starts chromedriver, or explains why the browser test cannot run: that fails under CI
 /// (which installs Chromium in .ci/setup.d/chromium.sh) and skips elsewhere.
 fn start_driver() -> Option<Driver> {
-    if !std::path::Path::new(CHROMIUM).exists() || !std::path::Path::new(CHROMEDRIVER).exists()
-    {
+    if !std::path::Path::new(CHROMIUM).exists() || !std::path::Path::new(CHROMEDRIVER).exists() {
         assert!(
             std::env::var_os("CI").is_none(),
             "CI is set but {CHROMIUM} or {CHROMEDRIVER} is missing (.ci/setup.d/chromium.sh installs them)"
         );
-        println!("skipped: headless Chromium not installed (apt-get install chromium chromium-driver)");
+        println!(
+            "skipped: headless Chromium not installed (apt-get install chromium chromium-driver)"
+        );
         return None;
     }
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -211,7 +222,11 @@ async fn chromium_uploads_a_payload_through_the_form() {
         .click()
         .await
         .unwrap();
-    let alert = browser.wait().for_element(Locator::Id("upload-error")).await.unwrap();
+    let alert = browser
+        .wait()
+        .for_element(Locator::Id("upload-error"))
+        .await
+        .unwrap();
     assert!(alert.text().await.unwrap().contains("The file is empty."));
 
     // Then the real payload.
@@ -224,11 +239,18 @@ async fn chromium_uploads_a_payload_through_the_form() {
         .click()
         .await
         .unwrap();
-    let id = browser.wait().for_element(Locator::Id("usage-data-id")).await.unwrap();
+    let id = browser
+        .wait()
+        .for_element(Locator::Id("usage-data-id"))
+        .await
+        .unwrap();
     let id: i64 = id.text().await.unwrap().trim().parse().unwrap();
     assert!(id > 0);
     let hostname = browser.find(Locator::Id("hostname")).await.unwrap();
-    assert_eq!(hostname.text().await.unwrap(), "gitlab.acme-0000.example.com");
+    assert_eq!(
+        hostname.text().await.unwrap(),
+        "gitlab.acme-0000.example.com"
+    );
     let metrics: i64 = browser
         .find(Locator::Id("metrics"))
         .await
