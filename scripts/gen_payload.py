@@ -45,10 +45,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 # Where the index is looked for when --index is not given: $VERSION_APP_METRIC_INDEX, then the
-# project's shared reference data (the file is ~1 MB, so it is not vendored into the repo).
+# project's shared reference data (the file is ~1 MB, so it is not vendored into the repo),
+# which lives in `shared/` beside the repository both on developer machines and in CI.
 INDEX_ENV = "VERSION_APP_METRIC_INDEX"
 INDEX_CANDIDATES = [
-    Path("/work/shared/payloads/metric_key_paths_gitlab_18.9.0-pre.tsv"),
+    Path(__file__).resolve().parent.parent.parent
+    / "shared" / "payloads" / "metric_key_paths_gitlab_18.9.0-pre.tsv",
 ]
 
 # Data categories an instance sends when only the required ones are enabled (--minimal).

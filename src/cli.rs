@@ -40,6 +40,21 @@ pub enum Command {
     Token(TokenCommand),
     /// Exit 0 when the server on the configured address reports ready (for container health checks).
     Healthcheck,
+    /// Stream Service Ping submissions recorded in a date range to standard output.
+    Export {
+        /// First day (inclusive): YYYY-MM-DD or a UTC timestamp.
+        #[arg(long)]
+        from: String,
+        /// Last bound (exclusive): YYYY-MM-DD or a UTC timestamp.
+        #[arg(long)]
+        to: String,
+        /// ndjson (verbatim payloads) or csv (summary plus --keys columns).
+        #[arg(long, value_enum, default_value = "ndjson")]
+        format: crate::export::ExportFormat,
+        /// Comma-separated metric key paths to add as CSV columns.
+        #[arg(long, value_delimiter = ',')]
+        keys: Vec<String>,
+    },
 }
 
 /// `releases …`
@@ -252,6 +267,27 @@ fn run_store_command(settings: Settings, command: Command) -> anyhow::Result<()>
             } else {
                 anyhow::bail!("no active token with id {id}");
             }
+        }
+        Command::Export {
+            from,
+            to,
+            format,
+            keys,
+        } => {
+            let (from, to) = (
+                crate::export::parse_bound(&from)?,
+                crate::export::parse_bound(&to)?,
+            );
+            anyhow::ensure!(from < to, "--from must be before --to");
+            let mut buffered = std::io::BufWriter::new(out);
+            let done = crate::export::export(&mut conn, from, to, format, &keys, &mut buffered)?;
+            if done.without_payload > 0 {
+                eprintln!(
+                    "{} submission(s) skipped: their raw payload was removed by retention",
+                    done.without_payload
+                );
+            }
+            eprintln!("{} submission(s) exported", done.written);
         }
         Command::Serve | Command::Healthcheck => unreachable!("handled in run"),
     }

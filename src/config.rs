@@ -57,6 +57,12 @@ pub struct Settings {
     pub devops_leaders_refresh_secs: u64,
     /// Days raw Service Ping payloads are kept; 0 keeps them forever.
     pub raw_payload_retention_days: u32,
+    /// Milliseconds a Service Ping waits for admission before getting 503 + Retry-After.
+    pub ingest_admission_wait_ms: u64,
+    /// Most payloads stored together in one group-commit transaction.
+    pub ingest_batch_max: usize,
+    /// Writer threads storing payloads; 0 picks 1 for SQLite and 2 for PostgreSQL.
+    pub ingest_writers: usize,
 }
 
 impl Default for Settings {
@@ -82,6 +88,9 @@ impl Default for Settings {
             ingest_max_concurrent: 16,
             devops_leaders_refresh_secs: 300,
             raw_payload_retention_days: 0,
+            ingest_admission_wait_ms: 2_000,
+            ingest_batch_max: 32,
+            ingest_writers: 0,
         }
     }
 }
@@ -226,6 +235,9 @@ impl Settings {
         }
         if !(2..=512).contains(&self.ingest_max_json_depth) {
             return invalid("ingest_max_json_depth", "must be between 2 and 512".into());
+        }
+        if self.ingest_batch_max == 0 {
+            return invalid("ingest_batch_max", "must be at least 1".into());
         }
         if self.ingest_max_concurrent == 0 {
             return invalid("ingest_max_concurrent", "must be at least 1".into());

@@ -12,6 +12,7 @@ use crate::db::models::releases;
 use crate::db::Db;
 use crate::domain::csv_import::parse_releases_csv;
 use crate::geoip::GeoIp;
+use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 use crate::recorder::Recorder;
 use crate::routes;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub recorder: Arc<Recorder>,
     /// Pre-rendered badges and resolved settings of the check routes.
     pub check: CheckState,
+    /// Service Ping ingest: admission, group-commit writer, cached DevOps leaders.
+    pub ingest: Ingest,
 }
 
 /// A bound, not yet running server.
@@ -106,6 +109,9 @@ impl Application {
             settings.check_buffer_max_keys,
             Duration::from_millis(settings.check_flush_interval_ms),
         ));
+        let ingest = Ingest::start(db.clone(), releases.clone(), &settings);
+        // The first tick of the leaders task runs at once, before traffic arrives.
+        ingest.spawn_background(db.clone(), &settings);
         let state = web::Data::new(AppState {
             db,
             releases,
@@ -114,6 +120,7 @@ impl Application {
             metrics,
             recorder,
             check,
+            ingest,
         });
 
         let app_state = state.clone();

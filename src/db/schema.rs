@@ -106,3 +106,173 @@ diesel::table! {
         computed_at -> Timestamp,
     }
 }
+
+diesel::table! {
+    /// One Service Ping submission: identity summary, DevOps score, and where it came from.
+    usage_data (id) {
+        /// Row id: the `usage_data_id` answered to the instance.
+        id -> BigInt,
+        /// Instance UUID.
+        uuid -> Text,
+        /// `unique_instance_id` (GitLab ≥ 16), when sent.
+        unique_instance_id -> Nullable<Text>,
+        /// Hostname from the payload.
+        hostname -> Nullable<Text>,
+        /// `version` exactly as sent.
+        version_raw -> Nullable<Text>,
+        /// Normalised version (`18.9.0`).
+        version -> Nullable<Text>,
+        /// Numeric major, for sorting in SQL.
+        version_major -> Nullable<BigInt>,
+        /// Numeric minor.
+        version_minor -> Nullable<BigInt>,
+        /// Numeric patch.
+        version_patch -> Nullable<BigInt>,
+        /// `CE`, `EE`, `EEP`, …
+        edition -> Nullable<Text>,
+        /// `omnibus-gitlab`, `gitlab-helm-chart`, …
+        installation_type -> Nullable<Text>,
+        /// `active_user_count`.
+        active_user_count -> Nullable<BigInt>,
+        /// `historical_max_users`.
+        historical_max_users -> Nullable<BigInt>,
+        /// `license_md5`.
+        license_md5 -> Nullable<Text>,
+        /// `license_sha256`.
+        license_sha256 -> Nullable<Text>,
+        /// `license_id`.
+        license_id -> Nullable<BigInt>,
+        /// `license_plan`.
+        license_plan -> Nullable<Text>,
+        /// `license_trial`.
+        license_trial -> Nullable<Bool>,
+        /// `license_expires_at`.
+        license_expires_at -> Nullable<Date>,
+        /// `license_user_count`.
+        license_user_count -> Nullable<BigInt>,
+        /// `licensee.Name`.
+        licensee_name -> Nullable<Text>,
+        /// `recorded_at` (UTC).
+        recorded_at -> Timestamp,
+        /// Monday of `recorded_at`'s week, for portable weekly series.
+        recorded_week -> Date,
+        /// When the submission was committed here (UTC).
+        received_at -> Timestamp,
+        /// `automatic` (POST from GitLab) or `manual` (upload form).
+        source -> Text,
+        /// Sender's country (ISO code) when GeoIP is configured.
+        country -> Nullable<Text>,
+        /// Numeric/boolean leaves stored in `usage_data_metrics`.
+        metrics_count -> BigInt,
+        /// JSON: the values of every key the DevOps mapping reads.
+        score_inputs -> Text,
+        /// JSON: `instance_X` per feature (`null` = no value).
+        instance_scores -> Text,
+        /// The earlier submission used for cumulative sources.
+        score_previous_id -> Nullable<BigInt>,
+        /// The mapping's `formula_version`.
+        formula_version -> BigInt,
+        /// JSON: the `conv_index` answered.
+        conv_index -> Text,
+    }
+}
+
+diesel::table! {
+    /// Verbatim payloads (decoded from gzip when sent gzipped).
+    usage_data_raw (usage_data_id) {
+        /// The submission.
+        usage_data_id -> BigInt,
+        /// The JSON bytes.
+        payload -> Binary,
+    }
+}
+
+diesel::table! {
+    /// Dictionary of flattened metric key paths.
+    metric_keys (id) {
+        /// Key id.
+        id -> BigInt,
+        /// Dotted key path, e.g. `counts.issues`.
+        key_path -> Text,
+    }
+}
+
+diesel::table! {
+    /// One numeric/boolean leaf of one submission (booleans as 1/0).
+    usage_data_metrics (key_id, usage_data_id) {
+        /// `metric_keys.id`.
+        key_id -> BigInt,
+        /// `usage_data.id`.
+        usage_data_id -> BigInt,
+        /// The value as sent (special values included).
+        value -> Double,
+    }
+}
+
+diesel::table! {
+    /// Failures reported by instances (`POST /usage_ping_errors`).
+    usage_ping_errors (id) {
+        /// Row id.
+        id -> BigInt,
+        /// Instance UUID, when sent.
+        uuid -> Nullable<Text>,
+        /// `unique_instance_id`, when sent.
+        unique_instance_id -> Nullable<Text>,
+        /// Hostname, when sent.
+        hostname -> Nullable<Text>,
+        /// GitLab version, when sent.
+        version -> Nullable<Text>,
+        /// The error message.
+        message -> Nullable<Text>,
+        /// Seconds spent before the failure.
+        elapsed -> Nullable<Double>,
+        /// The `time` field as sent.
+        error_time -> Nullable<Text>,
+        /// When received (UTC).
+        received_at -> Timestamp,
+        /// The body as received (JSON text).
+        body -> Text,
+    }
+}
+
+diesel::table! {
+    /// Collection timings reported by instances (`POST /usage_ping_metadata`).
+    usage_ping_metadata (id) {
+        /// Row id.
+        id -> BigInt,
+        /// Instance UUID (very old clients do not send it).
+        uuid -> Nullable<Text>,
+        /// `unique_instance_id`, when sent.
+        unique_instance_id -> Nullable<Text>,
+        /// When received (UTC).
+        received_at -> Timestamp,
+        /// Entries in `metrics`.
+        metrics_count -> BigInt,
+        /// The body as received (JSON text).
+        body -> Text,
+    }
+}
+
+diesel::table! {
+    /// One metric timing of a metadata report.
+    usage_ping_metadata_metrics (metadata_id, position) {
+        /// `usage_ping_metadata.id`.
+        metadata_id -> BigInt,
+        /// Index in the `metrics` array.
+        position -> BigInt,
+        /// Metric key path.
+        name -> Text,
+        /// Seconds the metric took.
+        time_elapsed -> Nullable<Double>,
+        /// Error text when the metric failed.
+        error -> Nullable<Text>,
+    }
+}
+
+diesel::joinable!(usage_data_raw -> usage_data (usage_data_id));
+diesel::allow_tables_to_appear_in_same_query!(
+    usage_data,
+    usage_data_raw,
+    usage_data_metrics,
+    metric_keys
+);

@@ -3,6 +3,7 @@
 pub mod check;
 pub mod health;
 pub mod metrics;
+pub mod usage_data;
 pub mod versions;
 
 use actix_web::web;
@@ -17,6 +18,7 @@ pub fn configure_hot(cfg: &mut web::ServiceConfig) {
 
 /// Registers every other route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.configure(usage_data::routes);
     cfg.route("/metrics", web::get().to(metrics::metrics))
         .route("/-/health", web::get().to(health::health))
         .route("/-/ready", web::get().to(health::ready))

@@ -279,6 +279,28 @@ pub fn record_batch(
     Ok(())
 }
 
+/// Adds the verdicts of versions not materialised yet (e.g. reported by a Service Ping);
+/// existing ones are left to [`refresh_statuses`].
+pub fn insert_missing_statuses(
+    conn: &mut AnyConnection,
+    statuses: &[VersionStatus],
+) -> Result<(), DbError> {
+    if statuses.is_empty() {
+        return Ok(());
+    }
+    with_conn!(conn, |c| {
+        for chunk in statuses.chunks(ROWS_PER_STATEMENT) {
+            diesel::insert_into(version_status::table)
+                .values(chunk.iter().map(VersionStatus::columns).collect::<Vec<_>>())
+                .on_conflict(version_status::version)
+                .do_nothing()
+                .execute(c)?;
+        }
+        diesel::QueryResult::Ok(())
+    })?;
+    Ok(())
+}
+
 /// Recomputes every stored verdict against `table` and rewrites those that changed, in one
 /// transaction. Returns how many changed.
 pub fn refresh_statuses(conn: &mut AnyConnection, table: &ReleaseTable) -> Result<usize, DbError> {

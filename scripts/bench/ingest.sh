@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Service Ping ingest benchmark (issue 4): for SQLite and PostgreSQL, on a fresh store each,
+#   1. reference: the same payload bytes stored by plain single-row INSERTs, 16 threads;
+#   2. ingest: 16 concurrent senders POST full generated payloads (distinct uuid and
+#      recorded_at) to a release build; payloads/s, p50/p99; row counts verified;
+#   3. big: 64 clients upload 5 MB bodies at once to a freshly started server; peak RSS of
+#      the server (VmHWM); every 201 complete, every 503 left nothing.
+# Usage: scripts/bench/ingest.sh [COUNT]   (COUNT payloads per run, default 2000)
+# Env: PG_ADMIN_URL (default postgres://postgres@127.0.0.1:5432/postgres), BACKENDS
+#      (default "sqlite postgres"), PAYLOAD (default: the generated 18.9 fixture).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+COUNT="${1:-2000}"
+PG_ADMIN_URL="${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+BACKENDS="${BACKENDS:-sqlite postgres}"
+# The fixture is scripts/gen_payload.py's output for one full 18.9 instance; regenerate with
+#   scripts/gen_payload.py --seed 1 --count 1 --out DIR
+PAYLOAD="${PAYLOAD:-tests/fixtures/payload_18.9.0_generated.json}"
+WORK="$(mktemp -d)"
+SERVER_PID=""
+trap '[ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null; rm -rf "$WORK"' EXIT
+
+cargo build --release --quiet --bin version-app --example ingest_load
+BIN=target/release/version-app
+LOAD=target/release/examples/ingest_load
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+start_server() { # $1 database url
+  PORT="$(free_port)"
+  VERSION_APP_LISTEN="127.0.0.1:$PORT" DATABASE_URL="$1" RUST_LOG="${SERVER_LOG:-warn}" \
+    VERSION_APP_DATABASE_POOL_SIZE=8 "$BIN" serve >"$WORK/server.log" 2>&1 &
+  SERVER_PID=$!
+  for _ in $(seq 1 100); do
+    curl -fs "http://127.0.0.1:$PORT/-/ready" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "server did not become ready"; cat "$WORK/server.log"; exit 1
+}
+
+stop_server() {
+  local peak
+  peak=$(awk '/VmHWM/ {print $2}' "/proc/$SERVER_PID/status")
+  kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
+  SERVER_PID=""
+  echo "server peak RSS (VmHWM): $((peak / 1024)) MB"
+}
+
+fresh_db() { # $1 backend -> prints url
+  if [ "$1" = sqlite ]; then
+    echo "sqlite://$WORK/bench-$RANDOM.db"
+  else
+    psql -q "$PG_ADMIN_URL" -c "DROP DATABASE IF EXISTS va_bench WITH (FORCE)" -c "CREATE DATABASE va_bench" >/dev/null
+    echo "${PG_ADMIN_URL%/*}/va_bench"
+  fi
+}
+
+echo "payload: $PAYLOAD ($(wc -c <"$PAYLOAD") bytes), $COUNT payloads per run, 16 senders, $(nproc) cores"
+for backend in $BACKENDS; do
+  echo "== $backend"
+  url="$(fresh_db "$backend")"
+  DATABASE_URL="$url" "$BIN" migrate >/dev/null
+  "$LOAD" --mode reference --database-url "$url" --payload "$PAYLOAD" --senders 16 --count "$COUNT"
+  start_server "$url"
+  # a short warm-up fills the key dictionary and the store's caches
+  "$LOAD" --mode ingest --url "http://127.0.0.1:$PORT" --database-url "$url" --payload "$PAYLOAD" \
+    --senders 16 --count 64 --run warm >/dev/null
+  "$LOAD" --mode ingest --url "http://127.0.0.1:$PORT" --database-url "$url" --payload "$PAYLOAD" \
+    --senders 16 --count "$COUNT" --run main
+  stop_server
+  start_server "$url"
+  "$LOAD" --mode big --url "http://127.0.0.1:$PORT" --database-url "$url" --payload "$PAYLOAD" \
+    --senders 64 --big-mb 5 --run big
+  stop_server
+done

@@ -1,0 +1,395 @@
+//! Service Ping ingest: admission, decoding, and the group-commit writer.
+//!
+//! A payload goes through three stages:
+//!
+//! 1. **Admission** ([`Ingest::admit`]): a permit from a semaphore of
+//!    `ingest_max_concurrent`, taken BEFORE the body is read, so memory is bounded by the
+//!    bodies in flight; when none frees up within `ingest_admission_wait_ms` the client gets
+//!    503 + `Retry-After` and keeps its payload.
+//! 2. **Decoding** ([`decode_payload`], on the blocking pool): gunzip with a cap on the
+//!    decompressed size, then the streaming, depth-capped parse of `domain::payload`.
+//! 3. **Storing** ([`Ingest::submit`]): the parsed payload goes to a writer thread, which
+//!    takes every payload that queued up while it was committing and stores them in one
+//!    transaction ("group commit": one fsync and a few multi-row statements for many
+//!    payloads). Each sender is answered only after that commit.
+
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use chrono::Utc;
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+
+use crate::config::{Backend, Settings};
+use crate::db::models::usage_data::{
+    self, KeyDictionary, NewSubmission, StoredSubmission, SubmissionSource,
+};
+use crate::db::models::version_checks::{self, VersionStatus};
+use crate::db::{AnyConnection, Db, DbError};
+use crate::domain::devops::{self, FeatureScores, ScoreMapping};
+use crate::domain::payload::{self, ParsedPayload, PayloadError, PayloadLimits};
+use crate::domain::version::Version;
+use crate::error::ApiError;
+use crate::snapshot::Releases;
+
+/// Why a body could not be turned into a payload.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The body, or its decompressed form, exceeds a configured cap.
+    #[error("{0}")]
+    TooLarge(String),
+    /// The gzip stream is damaged or truncated.
+    #[error("the gzip-encoded body cannot be decompressed: {0}")]
+    BadGzip(String),
+    /// The JSON is not a usable Service Ping payload.
+    #[error(transparent)]
+    Payload(#[from] PayloadError),
+}
+
+impl From<DecodeError> for ApiError {
+    fn from(err: DecodeError) -> Self {
+        match err {
+            DecodeError::TooLarge(message) => ApiError::PayloadTooLarge(message),
+            other => ApiError::BadRequest(other.to_string()),
+        }
+    }
+}
+
+/// Gunzips (when `gzip`) with a cap on the output, then parses. Returns the parsed payload
+/// and the JSON bytes to keep verbatim. CPU-bound: call on the blocking pool.
+pub fn decode_payload(
+    body: bytes::Bytes,
+    gzip: bool,
+    max_decompressed: usize,
+    limits: &PayloadLimits,
+) -> Result<(ParsedPayload, Vec<u8>), DecodeError> {
+    let json = if gzip {
+        let mut out = Vec::with_capacity((body.len() * 8).min(max_decompressed));
+        // Reading one byte past the cap tells "exactly at the cap" from "over it" without
+        // ever inflating a bomb further than that.
+        flate2::read::MultiGzDecoder::new(&body[..])
+            .take(max_decompressed as u64 + 1)
+            .read_to_end(&mut out)
+            .map_err(|e| DecodeError::BadGzip(e.to_string()))?;
+        if out.len() > max_decompressed {
+            return Err(DecodeError::TooLarge(format!(
+                "the decompressed body exceeds {max_decompressed} bytes"
+            )));
+        }
+        out
+    } else {
+        // Usually no copy: the body buffer is handed over whole.
+        Vec::from(body)
+    };
+    let parsed = payload::parse_payload(&json, limits)?;
+    Ok((parsed, json))
+}
+
+/// Raw bytes after which a writer stops adding payloads to its group.
+const BATCH_MAX_BYTES: usize = 16 * 1024 * 1024;
+
+struct Job {
+    submission: NewSubmission,
+    reply: oneshot::Sender<Result<StoredSubmission, ApiError>>,
+}
+
+/// The ingest pipeline's shared parts; one per application.
+pub struct Ingest {
+    admission: Arc<Semaphore>,
+    admission_wait: Duration,
+    queue: mpsc::Sender<Job>,
+    /// Parse limits derived from the settings.
+    pub limits: PayloadLimits,
+    /// The DevOps score mapping (from `assets/devops_score.toml`).
+    pub mapping: Arc<ScoreMapping>,
+    /// The cached leaders, recomputed in the background.
+    pub leaders: Arc<ArcSwap<FeatureScores>>,
+}
+
+impl Ingest {
+    /// Starts the writer threads. They stop once every [`Ingest`] handle is dropped and the
+    /// queue is drained, so nothing admitted is lost on shutdown.
+    pub fn start(db: Db, releases: Releases, settings: &Settings) -> Ingest {
+        let mapping = Arc::new(ScoreMapping::default());
+        let leaders = Arc::new(ArcSwap::from_pointee(FeatureScores::default()));
+        let keys = Arc::new(KeyDictionary::default());
+        let (queue, receiver) = mpsc::channel(settings.ingest_max_concurrent.max(1));
+        let receiver = Arc::new(Mutex::new(receiver));
+        let writers = match (settings.ingest_writers, db.backend()) {
+            (0, Backend::Sqlite) => 1, // SQLite has one writer at a time anyway
+            (0, Backend::Postgres) => 2,
+            (n, _) => n,
+        };
+        for n in 0..writers {
+            let writer = Writer {
+                receiver: receiver.clone(),
+                db: db.clone(),
+                keys: keys.clone(),
+                mapping: mapping.clone(),
+                leaders: leaders.clone(),
+                batch_max: settings.ingest_batch_max.max(1),
+                releases: releases.clone(),
+            };
+            std::thread::Builder::new()
+                .name(format!("ingest-writer-{n}"))
+                .spawn(move || writer.run())
+                .expect("spawn ingest writer");
+        }
+        Ingest {
+            admission: Arc::new(Semaphore::new(settings.ingest_max_concurrent)),
+            admission_wait: Duration::from_millis(settings.ingest_admission_wait_ms),
+            queue,
+            limits: PayloadLimits {
+                max_depth: settings.ingest_max_json_depth,
+                ..PayloadLimits::default()
+            },
+            mapping,
+            leaders,
+        }
+    }
+
+    /// Waits (briefly) for room to take one more body; 503 + Retry-After when there is none.
+    pub async fn admit(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        match tokio::time::timeout(self.admission_wait, self.admission.clone().acquire_owned())
+            .await
+        {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => {
+                tracing::warn!("ingest saturated: payload refused with 503");
+                Err(ApiError::Unavailable)
+            }
+        }
+    }
+
+    /// Stores one payload (grouped with others arriving at the same time); resolves after
+    /// the commit.
+    pub async fn submit(&self, submission: NewSubmission) -> Result<StoredSubmission, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Job { submission, reply })
+            .await
+            .map_err(|_| ApiError::Unavailable)?;
+        answer.await.map_err(|_| ApiError::Unavailable)?
+    }
+
+    /// Recomputes the leaders from the store now (blocking: call off the async workers).
+    pub fn refresh_leaders(&self, db: &Db) -> Result<(), DbError> {
+        refresh_leaders(db, &self.mapping, &self.leaders)
+    }
+
+    /// Spawns the background tasks: leader recomputation and raw-payload retention.
+    pub fn spawn_background(&self, db: Db, settings: &Settings) {
+        let (mapping, leaders) = (self.mapping.clone(), self.leaders.clone());
+        let every = Duration::from_secs(settings.devops_leaders_refresh_secs);
+        let leaders_db = db.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(every);
+            loop {
+                ticker.tick().await;
+                let (db, mapping, leaders) = (leaders_db.clone(), mapping.clone(), leaders.clone());
+                let outcome =
+                    tokio::task::spawn_blocking(move || refresh_leaders(&db, &mapping, &leaders))
+                        .await;
+                if let Ok(Err(err)) = outcome {
+                    tracing::warn!(error.cause = %err, "DevOps leaders not recomputed");
+                }
+            }
+        });
+        let days = settings.raw_payload_retention_days;
+        if days > 0 {
+            tokio::spawn(async move {
+                let mut ticker = tokio::time::interval(Duration::from_secs(3600));
+                loop {
+                    ticker.tick().await;
+                    let db = db.clone();
+                    let outcome = tokio::task::spawn_blocking(move || {
+                        let cutoff = Utc::now().naive_utc() - chrono::Duration::days(days.into());
+                        usage_data::delete_raw_received_before(&mut db.get()?, cutoff)
+                    })
+                    .await;
+                    match outcome {
+                        Ok(Ok(0)) => {}
+                        Ok(Ok(n)) => tracing::info!(
+                            usage_data.raw_deleted = n,
+                            retention.days = days,
+                            "raw payloads past retention deleted"
+                        ),
+                        Ok(Err(err)) => {
+                            tracing::warn!(error.cause = %err, "raw payload retention failed")
+                        }
+                        Err(err) => {
+                            tracing::warn!(error.cause = %err, "raw payload retention panicked")
+                        }
+                    }
+                }
+            });
+        }
+    }
+}
+
+fn refresh_leaders(
+    db: &Db,
+    mapping: &ScoreMapping,
+    leaders: &ArcSwap<FeatureScores>,
+) -> Result<(), DbError> {
+    let since =
+        Utc::now().naive_utc() - chrono::Duration::days(i64::from(mapping.leaders.lookback_days));
+    let population = usage_data::list_latest_scores(&mut db.get()?, since)?;
+    let computed = devops::leaders(&population, &mapping.leaders);
+    tracing::debug!(
+        devops.instances = population.len(),
+        "DevOps leaders recomputed"
+    );
+    leaders.store(Arc::new(computed));
+    Ok(())
+}
+
+struct Writer {
+    receiver: Arc<Mutex<mpsc::Receiver<Job>>>,
+    db: Db,
+    keys: Arc<KeyDictionary>,
+    mapping: Arc<ScoreMapping>,
+    leaders: Arc<ArcSwap<FeatureScores>>,
+    batch_max: usize,
+    releases: Releases,
+}
+
+impl Writer {
+    fn run(self) {
+        loop {
+            let batch = {
+                let mut receiver = self.receiver.lock().expect("ingest queue lock");
+                let Some(first) = receiver.blocking_recv() else {
+                    return;
+                };
+                let mut bytes = first.submission.raw.len();
+                let mut batch = vec![first];
+                // Bounded in count and in bytes, so a group of 5 MB bodies does not pile up
+                // bind buffers beside the bodies themselves.
+                while batch.len() < self.batch_max && bytes < BATCH_MAX_BYTES {
+                    match receiver.try_recv() {
+                        Ok(job) => {
+                            bytes += job.submission.raw.len();
+                            batch.push(job);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                batch
+            };
+            self.process(batch);
+        }
+    }
+
+    fn process(&self, batch: Vec<Job>) {
+        let (submissions, replies): (Vec<_>, Vec<_>) = batch
+            .into_iter()
+            .map(|job| (job.submission, job.reply))
+            .unzip();
+        match self.store(&submissions) {
+            Ok(stored) => {
+                for (reply, stored) in replies.into_iter().zip(stored) {
+                    let _ = reply.send(Ok(stored));
+                }
+            }
+            // One bad payload must not fail the others of its group: store them one by one.
+            Err(err) if !err.is_unavailable() && submissions.len() > 1 => {
+                tracing::warn!(error.cause = %err, batch.size = submissions.len(),
+                    "group commit failed; storing its payloads one by one");
+                for (submission, reply) in submissions.into_iter().zip(replies) {
+                    let outcome = self
+                        .store(std::slice::from_ref(&submission))
+                        .map(|mut stored| stored.remove(0))
+                        .map_err(api_error);
+                    let _ = reply.send(outcome);
+                }
+            }
+            Err(err) => {
+                let message = err.to_string();
+                let unavailable = err.is_unavailable();
+                if unavailable {
+                    tracing::warn!(error.cause = %message, batch.size = replies.len(),
+                        "store unavailable: payloads refused with 503");
+                }
+                for reply in replies {
+                    let _ = reply.send(Err(if unavailable {
+                        ApiError::Unavailable
+                    } else {
+                        ApiError::Internal(message.clone())
+                    }));
+                }
+            }
+        }
+    }
+
+    fn store(&self, submissions: &[NewSubmission]) -> Result<Vec<StoredSubmission>, DbError> {
+        let started = std::time::Instant::now();
+        let mut conn = self.db.get()?;
+        self.keys.resolve(
+            &mut conn,
+            submissions
+                .iter()
+                .flat_map(|s| s.metrics.iter().map(|metric| metric.key)),
+        )?;
+        let resolved = started.elapsed();
+        let leaders = self.leaders.load_full();
+        let stored = usage_data::store_batch(
+            &mut conn,
+            &self.keys,
+            &self.mapping,
+            &leaders,
+            submissions,
+            Utc::now().naive_utc(),
+        );
+        tracing::debug!(
+            batch.size = submissions.len(),
+            batch.resolve_ms = resolved.as_secs_f64() * 1000.0,
+            batch.total_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "ingest group committed"
+        );
+        if stored.is_ok() {
+            self.materialise_verdicts(&mut conn, submissions);
+        }
+        stored
+    }
+
+    /// Makes sure `version_status` knows the versions these instances report, so the
+    /// analysts' "reporting instances on a vulnerable version" join sees instances that
+    /// never sent a version check. Best effort and after the commit: a failure here costs
+    /// nothing but a later retry by the next submission of that version.
+    fn materialise_verdicts(&self, conn: &mut AnyConnection, submissions: &[NewSubmission]) {
+        let table = self.releases.current();
+        let statuses: Vec<VersionStatus> = submissions
+            .iter()
+            .filter_map(|s| s.summary.version.as_ref())
+            .filter_map(|v| Version::parse(&v.normalized).ok())
+            .map(|version| VersionStatus::compute(&table, &version))
+            .collect();
+        if let Err(err) = version_checks::insert_missing_statuses(conn, &statuses) {
+            tracing::warn!(error.cause = %err, "could not record the verdicts of reported versions");
+        }
+    }
+}
+
+/// The client's answer for a store failure (unavailability is logged by the conversion,
+/// anything else when the 500 is answered).
+fn api_error(err: DbError) -> ApiError {
+    ApiError::from(err)
+}
+
+/// Which way a submission arrived, for [`NewSubmission`].
+pub fn new_submission(
+    parsed: ParsedPayload,
+    raw: Vec<u8>,
+    source: SubmissionSource,
+    country: Option<String>,
+) -> NewSubmission {
+    NewSubmission {
+        summary: parsed.summary,
+        metrics: parsed.metrics,
+        raw,
+        source,
+        country,
+    }
+}

@@ -1,0 +1,91 @@
+//! `version-app export`: NDJSON of verbatim payloads and CSV with chosen key paths.
+
+use crate::helpers::{run_cli, TestApp};
+use crate::usage_data::{minimal_with, post_json, FULL};
+use serde_json::{json, Value};
+
+#[tokio::test]
+async fn export_streams_a_date_range_as_ndjson_and_csv() {
+    let app = TestApp::spawn().await;
+    assert_eq!(post_json(&app, FULL.to_vec()).await.status(), 201); // 2026-01-08
+    let pretty: Value = serde_json::from_slice(&minimal_with(json!({
+        "uuid": "pretty", "recorded_at": "2026-01-20T08:00:00Z", "counts": {"issues": 12}
+    })))
+    .unwrap();
+    let pretty = serde_json::to_vec_pretty(&pretty).unwrap();
+    assert_eq!(post_json(&app, pretty.clone()).await.status(), 201);
+    let outside = minimal_with(json!({"uuid": "later", "recorded_at": "2026-03-01T00:00:00Z"}));
+    assert_eq!(post_json(&app, outside).await.status(), 201);
+
+    let url = app.settings.database_url.clone();
+    let output = run_cli(
+        &url,
+        &[
+            "export",
+            "--from",
+            "2026-01-01",
+            "--to",
+            "2026-02-01",
+            "--format",
+            "ndjson",
+        ],
+        &[],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<&[u8]> = output
+        .stdout
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(
+        lines[0], FULL,
+        "compact payloads are exported byte for byte"
+    );
+    let second: Value = serde_json::from_slice(lines[1]).unwrap();
+    assert_eq!(second, serde_json::from_slice::<Value>(&pretty).unwrap());
+
+    let output = run_cli(
+        &url,
+        &[
+            "export",
+            "--from",
+            "2026-01-01",
+            "--to",
+            "2026-02-01",
+            "--format",
+            "csv",
+            "--keys",
+            "counts.issues,no.such.key",
+        ],
+        &[],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut reader = csv::Reader::from_reader(output.stdout.as_slice());
+    let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+    assert_eq!(header[0], "usage_data_id");
+    assert_eq!(&header[8..], ["counts.issues", "no.such.key"]);
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(&rows[0][1], "01974cde-79f9-4882-b407-7bec1eb4e8a3");
+    assert_eq!(&rows[0][8], "7951");
+    assert_eq!(&rows[1][1], "pretty");
+    assert_eq!(&rows[1][8], "12");
+    assert_eq!(&rows[1][9], "", "an unknown key is an empty column");
+
+    let bad = run_cli(
+        &url,
+        &["export", "--from", "yesterday", "--to", "2026-02-01"],
+        &[],
+    );
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("`yesterday` is not a date"));
+}
