@@ -432,7 +432,8 @@ fn block_store(url: &str) -> Blocker {
         Blocker::Sqlite(conn)
     } else {
         let admin = std::env::var("TEST_DATABASE_URL").unwrap();
-        let name = url.rsplit('/').next().unwrap().to_string();
+        let path = url.split('?').next().unwrap();
+        let name = path.rsplit('/').next().unwrap().to_string();
         let mut conn = diesel::PgConnection::establish(&admin).unwrap();
         conn.batch_execute(&format!(
             "ALTER DATABASE {name} ALLOW_CONNECTIONS false; \
