@@ -22,6 +22,7 @@
 #   DURATION=10 (seconds per measured run)  ROUNDS=3  WARMUP=3  COUNTED=8  THREADS=2
 #   CONNECTIONS=64
 #   FLUSH_MS=1000  APP_PORT=18080  NGINX_PORT=18090  SKIP_BUILD=1 (reuse target/release)
+#   APP_WORKERS=0 (version-app's `workers`: 0 = one per core)  NGINX_WORKERS=auto (one per core)
 #   KEEP=1 (keep the temporary folder with the logs and the store)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -36,13 +37,17 @@ CONNECTIONS=${CONNECTIONS:-64}
 FLUSH_MS=${FLUSH_MS:-1000}
 APP_PORT=${APP_PORT:-18080}
 NGINX_PORT=${NGINX_PORT:-18090}
+APP_WORKERS=${APP_WORKERS:-0}
+NGINX_WORKERS=${NGINX_WORKERS:-auto}
 
 say() { printf '%s\n' "$*" >&2; }
 fail() { say "FAIL: $*"; exit 1; }
 
-for value in "$DURATION" "$ROUNDS" "$WARMUP" "$COUNTED" "$THREADS" "$CONNECTIONS" "$FLUSH_MS" "$APP_PORT" "$NGINX_PORT"; do
+for value in "$DURATION" "$ROUNDS" "$WARMUP" "$COUNTED" "$THREADS" "$CONNECTIONS" "$FLUSH_MS" \
+  "$APP_PORT" "$NGINX_PORT" "$APP_WORKERS"; do
   [[ "$value" =~ ^[0-9]+$ ]] || fail "settings must be whole numbers, got '$value'"
 done
+[[ "$NGINX_WORKERS" == auto || "$NGINX_WORKERS" =~ ^[1-9][0-9]*$ ]] || fail "NGINX_WORKERS: auto or a number"
 (( DURATION >= 1 && DURATION <= 300 && ROUNDS >= 1 && ROUNDS <= 10 && WARMUP <= 60 \
    && COUNTED >= 5 && COUNTED <= 60 )) \
   || fail "DURATION must be 1 to 300 s, ROUNDS 1 to 10, WARMUP at most 60 s, COUNTED 5 to 60 s"
@@ -125,6 +130,7 @@ env -u VERSION_APP_CONFIG \
   DATABASE_URL="sqlite://$DB" \
   VERSION_APP_LISTEN="127.0.0.1:$APP_PORT" \
   VERSION_APP_CHECK_FLUSH_INTERVAL_MS="$FLUSH_MS" \
+  VERSION_APP_WORKERS="$APP_WORKERS" \
   RUST_LOG=warn \
   "$APP_BIN" serve > "$WORK/app.log" 2>&1 &
 APP_PID=$!
@@ -157,7 +163,7 @@ wait_flushes() { sleep "$(awk -v ms="$FLUSH_MS" 'BEGIN { printf "%.3f", 2 * ms /
 
 # --- nginx -------------------------------------------------------------------------------
 cat > "$WORK/nginx.conf" <<EOF
-worker_processes auto;
+worker_processes $NGINX_WORKERS;
 pid $WORK/nginx.pid;
 error_log $WORK/nginx-error.log warn;
 events { worker_connections 4096; }
@@ -219,7 +225,8 @@ get() { sed -E "s/.* $1=([0-9.]+).*/\1/" <<< "$RESULT"; }
 say "warming up (${WARMUP} s each)"
 run warm-app "$APP_PORT" /check.svg "$WARMUP"
 run warm-nginx "$NGINX_PORT" /check.svg "$WARMUP"
-say "measuring: $THREADS threads, $CONNECTIONS connections, ${DURATION} s per run, $ROUNDS rounds"
+say "measuring: $THREADS threads, $CONNECTIONS connections, ${DURATION} s per run, $ROUNDS rounds" \
+  "(app workers: $APP_WORKERS, nginx worker_processes: $NGINX_WORKERS; $(nproc) CPUs)"
 TARGETS=(nginx.svg app.svg nginx.png app.png)
 for round in $(seq 1 "$ROUNDS"); do
   run "nginx.svg.$round" "$NGINX_PORT" /check.svg "$DURATION"
@@ -291,7 +298,7 @@ COUNTED_STORED=$(( $(store_total) - BASE ))
 printf 'counted run: wrk sent %d checks and completed %d check responses; the store counted %d\n' \
   "$COUNTED_SENT" "$COUNTED_ANSWERED" "$COUNTED_STORED"
 curl -sf "http://127.0.0.1:$APP_PORT/metrics" \
-  | grep -E '^version_app_check_(records_dropped_total|flush_failures_total|records_flushed_total) ' || true
+  | grep -E '^version_app_check_(records_dropped_total|flush_failures_total|records_flushed_total|flush_seconds_sum|flush_seconds_count) ' || true
 (( COUNTED_SENT > 0 )) || fail "the counted run sent no checks"
 (( COUNTED_ANSWERED == COUNTED_SENT )) \
   || fail "wrk completed $COUNTED_ANSWERED of $COUNTED_SENT checks in the counted run"
