@@ -68,7 +68,9 @@ if os.getenv("CHECK_COUNT_RESPONSES") == "1" then
 end
 
 function done(summary, latency, requests)
-  local total_sent, total_answered = 0, 0
+  -- wrk calls request() once in the first thread before starting, only to check that it
+  -- returns a valid request, and never sends that one.
+  local total_sent, total_answered = -1, 0
   for _, thread in ipairs(threads) do
     total_sent = total_sent + thread:get("sent")
     total_answered = total_answered + thread:get("answered")

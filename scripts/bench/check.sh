@@ -7,24 +7,29 @@
 #      files (access log off, keep-alive unlimited: nginx at its best);
 #   3. runs wrk with identical settings against check.svg, check.png and nginx, with the same
 #      Lua script everywhere: a realistic mix of gitlab_info versions and Referer hosts (nginx
-#      gets the same requests and ignores the query string);
-#   4. prints requests/s and p99 for each, and the app/nginx ratios;
+#      gets the same requests and ignores the query string); ROUNDS rounds, each running the
+#      four targets one after the other, so that a noisy moment hits all of them alike;
+#   4. prints the median requests/s, p50 and p99 of each target over the rounds (p99 varies
+#      most from run to run, so its range is shown too), and the app/nginx ratios;
 #   5. waits two flush intervals and verifies the counts in the store, failing loudly otherwise:
 #      - after the measured runs: the store holds exactly the checks the app answered (its own
-#        counter in /metrics), and between the responses wrk completed and the requests it
-#        sent (wrk stops with up to one request per connection in flight);
+#        counter in /metrics), and as many as wrk sent; wrk's completed count is lower by the
+#        requests in flight when it stopped (answered by the app, never read by wrk);
 #      - after a counted run that stops sending checks two seconds before wrk stops (so none
 #        is in flight): the store holds exactly the number of check responses wrk completed.
 #
 # Only 127.0.0.1 is targeted and every run is bounded. Settings (environment):
-#   DURATION=15 (seconds per measured run)  WARMUP=3  COUNTED=8  THREADS=2  CONNECTIONS=64
+#   DURATION=10 (seconds per measured run)  ROUNDS=3  WARMUP=3  COUNTED=8  THREADS=2
+#   CONNECTIONS=64
 #   FLUSH_MS=1000  APP_PORT=18080  NGINX_PORT=18090  SKIP_BUILD=1 (reuse target/release)
+#   APP_WORKERS=0 (version-app's `workers`: 0 = one per core)  NGINX_WORKERS=auto (one per core)
 #   KEEP=1 (keep the temporary folder with the logs and the store)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
 
-DURATION=${DURATION:-15}
+DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-3}
 WARMUP=${WARMUP:-3}
 COUNTED=${COUNTED:-8}
 THREADS=${THREADS:-2}
@@ -32,15 +37,20 @@ CONNECTIONS=${CONNECTIONS:-64}
 FLUSH_MS=${FLUSH_MS:-1000}
 APP_PORT=${APP_PORT:-18080}
 NGINX_PORT=${NGINX_PORT:-18090}
+APP_WORKERS=${APP_WORKERS:-0}
+NGINX_WORKERS=${NGINX_WORKERS:-auto}
 
 say() { printf '%s\n' "$*" >&2; }
 fail() { say "FAIL: $*"; exit 1; }
 
-for value in "$DURATION" "$WARMUP" "$COUNTED" "$THREADS" "$CONNECTIONS" "$FLUSH_MS" "$APP_PORT" "$NGINX_PORT"; do
+for value in "$DURATION" "$ROUNDS" "$WARMUP" "$COUNTED" "$THREADS" "$CONNECTIONS" "$FLUSH_MS" \
+  "$APP_PORT" "$NGINX_PORT" "$APP_WORKERS"; do
   [[ "$value" =~ ^[0-9]+$ ]] || fail "settings must be whole numbers, got '$value'"
 done
-(( DURATION <= 300 && WARMUP <= 60 && COUNTED >= 5 && COUNTED <= 60 )) \
-  || fail "DURATION must be at most 300 s, WARMUP at most 60 s, COUNTED from 5 to 60 s"
+[[ "$NGINX_WORKERS" == auto || "$NGINX_WORKERS" =~ ^[1-9][0-9]*$ ]] || fail "NGINX_WORKERS: auto or a number"
+(( DURATION >= 1 && DURATION <= 300 && ROUNDS >= 1 && ROUNDS <= 10 && WARMUP <= 60 \
+   && COUNTED >= 5 && COUNTED <= 60 )) \
+  || fail "DURATION must be 1 to 300 s, ROUNDS 1 to 10, WARMUP at most 60 s, COUNTED 5 to 60 s"
 
 # --- tools -------------------------------------------------------------------------------
 missing=()
@@ -120,6 +130,7 @@ env -u VERSION_APP_CONFIG \
   DATABASE_URL="sqlite://$DB" \
   VERSION_APP_LISTEN="127.0.0.1:$APP_PORT" \
   VERSION_APP_CHECK_FLUSH_INTERVAL_MS="$FLUSH_MS" \
+  VERSION_APP_WORKERS="$APP_WORKERS" \
   RUST_LOG=warn \
   "$APP_BIN" serve > "$WORK/app.log" 2>&1 &
 APP_PID=$!
@@ -152,7 +163,7 @@ wait_flushes() { sleep "$(awk -v ms="$FLUSH_MS" 'BEGIN { printf "%.3f", 2 * ms /
 
 # --- nginx -------------------------------------------------------------------------------
 cat > "$WORK/nginx.conf" <<EOF
-worker_processes auto;
+worker_processes $NGINX_WORKERS;
 pid $WORK/nginx.pid;
 error_log $WORK/nginx-error.log warn;
 events { worker_connections 4096; }
@@ -214,23 +225,40 @@ get() { sed -E "s/.* $1=([0-9.]+).*/\1/" <<< "$RESULT"; }
 say "warming up (${WARMUP} s each)"
 run warm-app "$APP_PORT" /check.svg "$WARMUP"
 run warm-nginx "$NGINX_PORT" /check.svg "$WARMUP"
-say "measuring: $THREADS threads, $CONNECTIONS connections, ${DURATION} s per run"
-run nginx.svg "$NGINX_PORT" /check.svg "$DURATION"
-run app.svg "$APP_PORT" /check.svg "$DURATION"
-run nginx.png "$NGINX_PORT" /check.png "$DURATION"
-run app.png "$APP_PORT" /check.png "$DURATION"
+say "measuring: $THREADS threads, $CONNECTIONS connections, ${DURATION} s per run, $ROUNDS rounds" \
+  "(app workers: $APP_WORKERS, nginx worker_processes: $NGINX_WORKERS; $(nproc) CPUs)"
+TARGETS=(nginx.svg app.svg nginx.png app.png)
+for round in $(seq 1 "$ROUNDS"); do
+  run "nginx.svg.$round" "$NGINX_PORT" /check.svg "$DURATION"
+  run "app.svg.$round" "$APP_PORT" /check.svg "$DURATION"
+  run "nginx.png.$round" "$NGINX_PORT" /check.png "$DURATION"
+  run "app.png.$round" "$APP_PORT" /check.png "$DURATION"
+done
 
 # --- report ------------------------------------------------------------------------------
-printf '\n%-10s %12s %10s %10s\n' target "requests/s" "p50 (ms)" "p99 (ms)"
-for name in nginx.svg app.svg nginx.png app.png; do
-  awk -v n="$name" -v r="${RPS[$name]}" -v a="${P50[$name]}" -v b="${P99[$name]}" \
-    'BEGIN { printf "%-10s %12.0f %10.3f %10.3f\n", n, r, a / 1000, b / 1000 }'
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+declare -A M_RPS M_P50 M_P99 P99_RANGE
+for target in "${TARGETS[@]}"; do
+  rps=() p50=() p99=()
+  for round in $(seq 1 "$ROUNDS"); do
+    rps+=("${RPS[$target.$round]}"); p50+=("${P50[$target.$round]}"); p99+=("${P99[$target.$round]}")
+  done
+  M_RPS[$target]=$(median "${rps[@]}")
+  M_P50[$target]=$(median "${p50[@]}")
+  M_P99[$target]=$(median "${p99[@]}")
+  P99_RANGE[$target]=$(printf '%s\n' "${p99[@]}" | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%.2f-%.2f", lo / 1000, hi / 1000 }')
+done
+printf '\nmedians of %d rounds of %d s (%d wrk threads, %d connections)\n' "$ROUNDS" "$DURATION" "$THREADS" "$CONNECTIONS"
+printf '%-10s %12s %10s %10s %16s\n' target "requests/s" "p50 (ms)" "p99 (ms)" "p99 range (ms)"
+for target in "${TARGETS[@]}"; do
+  awk -v n="$target" -v r="${M_RPS[$target]}" -v a="${M_P50[$target]}" -v b="${M_P99[$target]}" -v range="${P99_RANGE[$target]}" \
+    'BEGIN { printf "%-10s %12.0f %10.3f %10.3f %16s\n", n, r, a / 1000, b / 1000, range }'
 done
 verdict=0
 printf '\n'
 for format in svg png; do
-  awk -v f="$format" -v ar="${RPS[app.$format]}" -v nr="${RPS[nginx.$format]}" \
-      -v ap="${P99[app.$format]}" -v np="${P99[nginx.$format]}" -v sr="${RPS[nginx.svg]}" \
+  awk -v f="$format" -v ar="${M_RPS[app.$format]}" -v nr="${M_RPS[nginx.$format]}" \
+      -v ap="${M_P99[app.$format]}" -v np="${M_P99[nginx.$format]}" -v sr="${M_RPS[nginx.svg]}" \
     'BEGIN {
        printf "check.%s / nginx: %.2fx requests/s (%.2fx of nginx serving the SVG), p99 %.2fx (app %.3f ms, nginx %.3f ms)\n",
               f, ar / nr, ar / sr, ap / np, ap / 1000, np / 1000
@@ -238,9 +266,9 @@ for format in svg png; do
      }' || verdict=1
 done
 if (( verdict == 0 )); then
-  say "target met: version-app >= 1.0x nginx requests/s with p99 no worse"
+  say "target met: version-app >= 1.0x nginx requests/s with p99 no worse (medians)"
 else
-  say "target MISSED: version-app below nginx on requests/s or p99 (see above)"
+  say "target MISSED: version-app below nginx on requests/s or p99 (medians, see above)"
 fi
 
 # --- every check counted -----------------------------------------------------------------
@@ -253,6 +281,11 @@ printf 'counted in the store within two flush intervals: %d\n' "$STORED"
 (( STORED == ANSWERED )) || fail "the store counted $STORED checks but the app answered $ANSWERED"
 (( APP_COMPLETED <= STORED && STORED <= APP_SENT )) \
   || fail "the store counted $STORED checks, outside [completed $APP_COMPLETED, sent $APP_SENT]"
+if (( STORED != APP_SENT )); then
+  # Possible in principle: a request written in wrk's last instant, before it reset the
+  # connection, that the app never read. Reported, but not a recording failure.
+  say "note: $(( APP_SENT - STORED )) of the requests wrk sent never reached the app"
+fi
 
 # A run with nothing in flight at its end: the count must match wrk's exactly.
 BASE=$(store_total)
@@ -265,7 +298,7 @@ COUNTED_STORED=$(( $(store_total) - BASE ))
 printf 'counted run: wrk sent %d checks and completed %d check responses; the store counted %d\n' \
   "$COUNTED_SENT" "$COUNTED_ANSWERED" "$COUNTED_STORED"
 curl -sf "http://127.0.0.1:$APP_PORT/metrics" \
-  | grep -E '^version_app_check_(records_dropped_total|flush_failures_total|records_flushed_total) ' || true
+  | grep -E '^version_app_check_(records_dropped_total|flush_failures_total|records_flushed_total|flush_seconds_sum|flush_seconds_count) ' || true
 (( COUNTED_SENT > 0 )) || fail "the counted run sent no checks"
 (( COUNTED_ANSWERED == COUNTED_SENT )) \
   || fail "wrk completed $COUNTED_ANSWERED of $COUNTED_SENT checks in the counted run"

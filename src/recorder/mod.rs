@@ -123,7 +123,13 @@ impl Flusher {
                 _ = stop.changed() => break,
             }
         }
-        if !self.flush().await {
+        let before = self.metrics.check_records_flushed.get();
+        if self.flush().await {
+            tracing::info!(
+                checks.flushed = self.metrics.check_records_flushed.get() - before,
+                "recorded version checks written at shutdown"
+            );
+        } else {
             let left: u64 = self.buffer.take().iter().map(|r| r.count).sum();
             tracing::error!(
                 checks.lost = left,
