@@ -196,6 +196,21 @@ fn hosts_of(rows: &[CheckCount]) -> Vec<NewHost<'_>> {
     by_host.into_values().collect()
 }
 
+/// Inserts verdicts of versions not known yet, on a concrete connection `$c` (so it can run
+/// inside a caller's transaction). Existing verdicts are kept: they are refreshed as a whole
+/// when releases change (see `refresh_statuses`), by whichever process notices first.
+macro_rules! insert_statuses {
+    ($c:expr, $statuses:expr) => {
+        for chunk in $statuses.chunks(ROWS_PER_STATEMENT) {
+            diesel::insert_into(version_status::table)
+                .values(chunk.iter().map(VersionStatus::columns).collect::<Vec<_>>())
+                .on_conflict(version_status::version)
+                .do_nothing()
+                .execute($c)?;
+        }
+    };
+}
+
 /// Writes one flush in a single transaction: adds `rows` (sorted by key, one row per key) to
 /// the daily counts, merges the hosts, and inserts the verdicts of versions not yet known.
 pub fn record_batch(
@@ -265,15 +280,7 @@ pub fn record_batch(
                 ))
                 .execute(c)?;
         }
-        for chunk in new_statuses.chunks(ROWS_PER_STATEMENT) {
-            // Existing verdicts are kept: they are refreshed as a whole when releases change
-            // (see `refresh_statuses`), by whichever process notices first.
-            diesel::insert_into(version_status::table)
-                .values(chunk.iter().map(VersionStatus::columns).collect::<Vec<_>>())
-                .on_conflict(version_status::version)
-                .do_nothing()
-                .execute(c)?;
-        }
+        insert_statuses!(c, new_statuses);
         diesel::QueryResult::Ok(())
     }))?;
     Ok(())
@@ -289,13 +296,7 @@ pub fn insert_missing_statuses(
         return Ok(());
     }
     with_conn!(conn, |c| {
-        for chunk in statuses.chunks(ROWS_PER_STATEMENT) {
-            diesel::insert_into(version_status::table)
-                .values(chunk.iter().map(VersionStatus::columns).collect::<Vec<_>>())
-                .on_conflict(version_status::version)
-                .do_nothing()
-                .execute(c)?;
-        }
+        insert_statuses!(c, statuses);
         diesel::QueryResult::Ok(())
     })?;
     Ok(())
