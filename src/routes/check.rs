@@ -14,7 +14,6 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
 use chrono::Utc;
-use std::net::{IpAddr, SocketAddr};
 use std::sync::OnceLock;
 
 use crate::config::Settings;
@@ -25,6 +24,7 @@ use crate::error::ApiError;
 use crate::metrics::CheckRoute;
 use crate::recorder::CheckKey;
 use crate::render::{BadgeCache, BadgeKind, ImageFormat, Scale, MAX_SCALE};
+use crate::routes::client::client_country;
 use crate::startup::AppState;
 
 /// Registers the check routes.
@@ -102,7 +102,6 @@ pub struct CheckState {
     badges: &'static ServedBadges,
     cache_control: HeaderValue,
     max_query_bytes: usize,
-    trust_forwarded_for: bool,
 }
 
 impl CheckState {
@@ -123,7 +122,6 @@ impl CheckState {
             badges: ServedBadges::get(),
             cache_control,
             max_query_bytes: settings.check_max_query_bytes,
-            trust_forwarded_for: settings.trust_forwarded_for,
         }
     }
 }
@@ -258,9 +256,7 @@ fn record(req: &HttpRequest, state: &AppState, version: &Version) {
         .headers()
         .get(header::REFERER)
         .and_then(|referer| referer_host(referer.as_bytes()));
-    let country = state.geoip.as_ref().and_then(|geoip| {
-        client_ip(req, state.check.trust_forwarded_for).and_then(|ip| geoip.country(ip))
-    });
+    let country = client_country(req, state);
     let now = Utc::now();
     state.recorder.record(
         CheckKey {
@@ -271,31 +267,6 @@ fn record(req: &HttpRequest, state: &AppState, version: &Version) {
         },
         now,
     );
-}
-
-/// The client's address: the connection's peer, or, when the operator says a proxy in front
-/// sets it (`trust_forwarded_for`), the first address of `X-Forwarded-For`.
-pub fn client_ip(req: &HttpRequest, trust_forwarded_for: bool) -> Option<IpAddr> {
-    if trust_forwarded_for {
-        let forwarded = req
-            .headers()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .and_then(|first| parse_forwarded_address(first.trim()));
-        if forwarded.is_some() {
-            return forwarded;
-        }
-    }
-    req.peer_addr().map(|addr| addr.ip())
-}
-
-/// `192.0.2.1`, `2001:db8::1`, and the `192.0.2.1:4711` / `[2001:db8::1]:4711` forms some
-/// proxies write.
-fn parse_forwarded_address(text: &str) -> Option<IpAddr> {
-    text.parse::<IpAddr>()
-        .ok()
-        .or_else(|| text.parse::<SocketAddr>().ok().map(|s| s.ip()))
 }
 
 /// The `scale` parameter of `check.png`; absent or unreadable means 1 (an image, not an
@@ -342,19 +313,5 @@ mod tests {
         assert_eq!(scale_param("scale=two"), Scale::ONE);
         assert_eq!(scale_param("scale=-1"), Scale::ONE);
         assert_eq!(scale_param(""), Scale::ONE);
-    }
-
-    #[test]
-    fn forwarded_addresses_in_every_form() {
-        for (text, ip) in [
-            ("192.0.2.1", "192.0.2.1"),
-            ("192.0.2.1:4711", "192.0.2.1"),
-            ("2001:db8::1", "2001:db8::1"),
-            ("[2001:db8::1]:4711", "2001:db8::1"),
-        ] {
-            assert_eq!(parse_forwarded_address(text), ip.parse().ok(), "{text}");
-        }
-        assert_eq!(parse_forwarded_address("unknown"), None);
-        assert_eq!(parse_forwarded_address(""), None);
     }
 }

@@ -1,6 +1,7 @@
 //! THE route table: every path the application answers, in one place.
 
 pub mod check;
+pub mod client;
 pub mod health;
 pub mod metrics;
 pub mod usage_data;

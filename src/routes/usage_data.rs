@@ -18,6 +18,7 @@ use crate::db::models::usage_ping::{
 use crate::domain::payload::{PayloadError, PayloadSummary};
 use crate::error::{ApiError, RETRY_AFTER_SECS};
 use crate::ingest::{decode_payload, new_submission, DecodeError};
+use crate::routes::client::client_country;
 use crate::startup::AppState;
 
 /// Largest `/usage_ping_errors` or `/usage_ping_metadata` body; real ones are a few KB
@@ -71,11 +72,10 @@ fn error_response(err: ApiError) -> HttpResponse {
     actix_web::ResponseError::error_response(&err)
 }
 
-/// The sender's country, when GeoIP is configured; the address itself is never kept.
+/// The sender's country, when GeoIP is configured (behind a trusted proxy too, like the
+/// version check); the address itself is never kept.
 fn country(req: &HttpRequest, state: &AppState) -> Option<String> {
-    let geoip = state.geoip.as_ref()?;
-    let ip = req.peer_addr()?.ip();
-    geoip.country(ip).map(|code| code.as_str().to_owned())
+    client_country(req, state).map(|code| code.as_str().to_owned())
 }
 
 async fn receive_json(

@@ -457,3 +457,43 @@ impl Drop for Blocker {
         }
     }
 }
+
+/// The country of a Service Ping comes from the same client-address rule as the version
+/// check: the peer, or X-Forwarded-For's first entry when `trust_forwarded_for` is on.
+#[tokio::test]
+async fn country_follows_the_trusted_proxy_setting_like_the_version_check() {
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/geoip-test.mmdb"
+    );
+    for (trust, expected) in [(false, "AQ"), (true, "FR")] {
+        let app = TestApp::spawn_with(|s| {
+            s.geoip_path = Some(fixture.into());
+            s.trust_forwarded_for = trust;
+        })
+        .await;
+        let response = app
+            .client
+            .post(app.url("/usage_data"))
+            .header("Content-Type", "application/json")
+            .header("X-Forwarded-For", "198.51.100.7")
+            .body(MINIMAL.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        let db = app.store();
+        let mut conn = db.get().unwrap();
+        let countries: Vec<Option<String>> = version_app::with_conn!(&mut conn, |c| {
+            usage_data::table
+                .select(usage_data::country)
+                .load(c)
+                .unwrap()
+        });
+        assert_eq!(
+            countries,
+            [Some(expected.to_string())],
+            "trust_forwarded_for = {trust}"
+        );
+    }
+}
