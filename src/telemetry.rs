@@ -19,13 +19,9 @@ pub fn init() {
 /// Request spans with method, route, status and request id, and deliberately without the
 /// client IP, user agent or Referer that the default builder records: the protocol
 /// promises that nothing but version and hostname is collected, and logs are stored too.
+/// The check routes do not pass through it at all (see `routes::configure_hot`): they are
+/// counted in `/metrics` instead.
 pub struct PrivateRootSpan;
-
-/// Routes so hot that one log line per request would drown the rest; they are counted in
-/// `/metrics` instead and logged only at debug level.
-fn is_hot(path: &str) -> bool {
-    path.starts_with("/check.")
-}
 
 impl RootSpanBuilder for PrivateRootSpan {
     fn on_request_start(request: &ServiceRequest) -> Span {
@@ -47,18 +43,13 @@ impl RootSpanBuilder for PrivateRootSpan {
         span: Span,
         outcome: &Result<ServiceResponse<B>, actix_web::Error>,
     ) {
-        let (status, path) = match outcome {
-            Ok(response) => (
-                response.response().status(),
-                response.request().path().to_string(),
-            ),
-            Err(error) => (error.as_response_error().status_code(), String::new()),
+        let status = match outcome {
+            Ok(response) => response.response().status(),
+            Err(error) => error.as_response_error().status_code(),
         };
         span.record("http.status", status.as_u16());
         let _entered = span.enter();
-        if is_hot(&path) {
-            tracing::event!(Level::DEBUG, http.status = status.as_u16(), "request done");
-        } else if status.is_server_error() {
+        if status.is_server_error() {
             tracing::event!(Level::WARN, http.status = status.as_u16(), "request failed");
         } else {
             tracing::event!(Level::INFO, http.status = status.as_u16(), "request done");
