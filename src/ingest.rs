@@ -301,7 +301,7 @@ impl Writer {
                     let outcome = self
                         .store(std::slice::from_ref(&submission))
                         .map(|mut stored| stored.remove(0))
-                        .map_err(api_error);
+                        .map_err(ApiError::from);
                     let _ = reply.send(outcome);
                 }
             }
@@ -370,12 +370,6 @@ impl Writer {
             tracing::warn!(error.cause = %err, "could not record the verdicts of reported versions");
         }
     }
-}
-
-/// The client's answer for a store failure (unavailability is logged by the conversion,
-/// anything else when the 500 is answered).
-fn api_error(err: DbError) -> ApiError {
-    ApiError::from(err)
 }
 
 /// Which way a submission arrived, for [`NewSubmission`].
