@@ -213,37 +213,11 @@ async fn chromium_uploads_a_payload_through_the_form() {
 
     // A wrong file first: the form comes back with the message.
     browser.goto(&app.url("/usage_data/new")).await.unwrap();
-    let input = browser.find(Locator::Id("file")).await.unwrap();
-    input.send_keys(&empty.display().to_string()).await.unwrap();
-    browser
-        .find(Locator::XPath("//button[text()='Upload']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    let alert = browser
-        .wait()
-        .for_element(Locator::Id("upload-error"))
-        .await
-        .unwrap();
+    let alert = upload_in_browser(&browser, &empty, "upload-error").await;
     assert!(alert.text().await.unwrap().contains("The file is empty."));
 
     // Then the real payload.
-    let input = browser.find(Locator::Id("file")).await.unwrap();
-    input.send_keys(&good.display().to_string()).await.unwrap();
-    browser
-        .find(Locator::XPath("//button[text()='Upload']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    let id = browser
-        .wait()
-        .for_element(Locator::Id("usage-data-id"))
-        .await
-        .unwrap();
+    let id = upload_in_browser(&browser, &good, "usage-data-id").await;
     let id: i64 = id.text().await.unwrap().trim().parse().unwrap();
     assert!(id > 0);
     let hostname = browser.find(Locator::Id("hostname")).await.unwrap();
@@ -262,4 +236,28 @@ async fn chromium_uploads_a_payload_through_the_form() {
         .unwrap();
     assert_eq!(counts(&app), (1, 1, metrics));
     browser.close().await.unwrap();
+}
+
+/// Chooses `file` in the form, clicks Upload, and waits for the element `expect_id` of the
+/// page that comes back.
+async fn upload_in_browser(
+    browser: &fantoccini::Client,
+    file: &std::path::Path,
+    expect_id: &str,
+) -> fantoccini::elements::Element {
+    use fantoccini::Locator;
+    let input = browser.find(Locator::Id("file")).await.unwrap();
+    input.send_keys(&file.display().to_string()).await.unwrap();
+    browser
+        .find(Locator::XPath("//button[text()='Upload']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait()
+        .for_element(Locator::Id(expect_id))
+        .await
+        .unwrap()
 }
