@@ -248,8 +248,10 @@ impl Settings {
 
 #[cfg(test)]
 mod tests {
-    // Jail's closures return figment's own (large) error type; that is its API, not ours.
-    #![allow(clippy::result_large_err)]
+    #![expect(
+        clippy::result_large_err,
+        reason = "Jail's closures return figment's own (large) error type; that is its API, not ours"
+    )]
     use super::*;
     use figment::Jail;
 
