@@ -41,6 +41,8 @@ pub struct AppState {
     pub check: CheckState,
     /// Service Ping ingest: admission, group-commit writer, cached DevOps leaders.
     pub ingest: Ingest,
+    /// The console's login throttle and metrics.
+    pub console: crate::console::ConsoleState,
 }
 
 /// A bound, not yet running server.
@@ -112,6 +114,7 @@ impl Application {
         let ingest = Ingest::start(db.clone(), releases.clone(), &settings);
         // The first tick of the leaders task runs at once, before traffic arrives.
         ingest.spawn_background(db.clone(), &settings);
+        let console = crate::console::ConsoleState::new(&settings, &metrics);
         let state = web::Data::new(AppState {
             db,
             releases,
@@ -121,6 +124,7 @@ impl Application {
             recorder,
             check,
             ingest,
+            console,
         });
 
         let app_state = state.clone();
