@@ -19,7 +19,7 @@ pub use crate::console::role::Role;
 use crate::console::session::{self, Lookup, SESSION_COOKIE};
 use crate::db::DbError;
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// A logged-in console user (from the session cookie).
 #[derive(Debug, Clone)]

@@ -16,7 +16,7 @@ use crate::console::session::{self, Lookup, LOGIN_CSRF_COOKIE, SESSION_COOKIE};
 use crate::console::throttle::Finished;
 use crate::db::models::console as store;
 use crate::routes::client::client_ip;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Largest login form body read.
 const MAX_LOGIN_BODY_BYTES: usize = 8 * 1024;

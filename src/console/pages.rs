@@ -8,7 +8,7 @@ use askama::Template;
 use crate::console::auth::{ConsoleError, ConsoleUser, Role};
 use crate::console::layout::{self, Section, Shell};
 use crate::db::models::console as store;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Template)]
 #[template(path = "console/home.html")]

@@ -10,6 +10,7 @@ mod console_support;
 mod deployment;
 mod health;
 mod helpers;
+mod jobs;
 mod usage_analysts;
 mod usage_data;
 mod usage_export;
