@@ -116,10 +116,10 @@ async fn bad_uploads_re_render_the_form_with_a_clear_message() {
 }
 
 /// chromedriver on a free port, killed on drop.
-struct Driver {
+pub(crate) struct Driver {
     child: Child,
-    port: u16,
-    _profile: tempfile::TempDir,
+    pub(crate) port: u16,
+    pub(crate) _profile: tempfile::TempDir,
 }
 
 impl Drop for Driver {
@@ -134,7 +134,7 @@ const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
 /// Starts chromedriver, or explains why the browser test cannot run: that fails under CI
 /// (which installs Chromium in .ci/setup.d/chromium.sh) and skips elsewhere.
-fn start_driver() -> Option<Driver> {
+pub(crate) fn start_driver() -> Option<Driver> {
     if !std::path::Path::new(CHROMIUM).exists() || !std::path::Path::new(CHROMEDRIVER).exists() {
         assert!(
             std::env::var_os("CI").is_none(),
