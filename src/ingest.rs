@@ -157,7 +157,12 @@ impl Ingest {
             Ok(Ok(permit)) => Ok(permit),
             _ => {
                 tracing::warn!("ingest saturated: payload refused with 503");
-                Err(ApiError::Unavailable)
+                // Not the store's fault: its own message and metric label (issue 8, #12).
+                Err(ApiError::Busy(
+                    "ingest is at capacity: too many payloads are being stored at once, \
+                     retry later"
+                        .into(),
+                ))
             }
         }
     }

@@ -16,6 +16,7 @@ use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 use crate::recorder::Recorder;
 use crate::routes;
+use crate::routes::body::{BodyGuard, ConnectionCount};
 use crate::routes::check::CheckState;
 use crate::snapshot::Releases;
 use crate::telemetry::PrivateRootSpan;
@@ -41,6 +42,8 @@ pub struct AppState {
     pub check: CheckState,
     /// Service Ping ingest: admission, group-commit writer, cached DevOps leaders.
     pub ingest: Ingest,
+    /// Body deadlines, the ingest byte budget and connection counts (issue 8).
+    pub body: Arc<BodyGuard>,
 }
 
 /// A bound, not yet running server.
@@ -102,6 +105,7 @@ impl Application {
             tokio::task::spawn_blocking(move || CheckState::new(&settings)).await?
         };
         let metrics = Arc::new(Metrics::new());
+        let body = Arc::new(BodyGuard::new(&settings, metrics.registry()));
         let recorder = Arc::new(Recorder::start(
             db.clone(),
             releases.clone(),
@@ -121,6 +125,7 @@ impl Application {
             recorder,
             check,
             ingest,
+            body: body.clone(),
         });
 
         let app_state = state.clone();
@@ -134,6 +139,23 @@ impl Application {
                         .configure(routes::configure),
                 )
         })
+        // Issue 8: every wait capped and the connection count kept below the fd limit, so
+        // idle, stalled or trickling clients are shed and the checks keep being answered.
+        .on_connect(move |_, ext| {
+            ext.insert(ConnectionCount::accept(&body));
+        })
+        .keep_alive(Duration::from_secs(settings.http_keep_alive_secs))
+        .client_request_timeout(Duration::from_millis(
+            settings.http_client_request_timeout_ms,
+        ))
+        .client_disconnect_timeout(Duration::from_millis(
+            settings.http_client_disconnect_timeout_ms,
+        ))
+        .max_connections(crate::server_limits::max_connections_per_worker(
+            &settings,
+            crate::server_limits::worker_count(&settings),
+            crate::server_limits::raise_nofile_limit(),
+        ))
         .listen(listener)?
         .shutdown_timeout(settings.shutdown_timeout_secs);
         if settings.workers > 0 {

@@ -1,5 +1,6 @@
 //! THE route table: every path the application answers, in one place.
 
+pub mod body;
 pub mod check;
 pub mod client;
 pub mod health;

@@ -6,6 +6,7 @@ mod check_operators;
 mod check_recording;
 mod cli;
 mod deployment;
+mod hardening;
 mod health;
 mod helpers;
 mod usage_analysts;
