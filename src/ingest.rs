@@ -45,6 +45,9 @@ pub enum DecodeError {
     /// The JSON is not a usable Service Ping payload.
     #[error(transparent)]
     Payload(#[from] PayloadError),
+    /// A field breaks a rule every store needs (`domain::input_rules`).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl From<DecodeError> for ApiError {
@@ -83,6 +86,7 @@ pub fn decode_payload(
         Vec::from(body)
     };
     let parsed = payload::parse_payload(&json, limits)?;
+    crate::domain::input_rules::check_payload(&parsed).map_err(DecodeError::Invalid)?;
     Ok((parsed, json))
 }
 

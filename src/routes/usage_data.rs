@@ -461,6 +461,20 @@ pub async fn receive_error(
         received_at: Utc::now().naive_utc(),
         body: text,
     };
+    // One rule for both stores (issue 8, #4): see domain::input_rules.
+    (|| {
+        use crate::domain::input_rules::{hostname, no_nul_opt};
+        no_nul_opt("error.uuid", new.uuid.as_deref())?;
+        no_nul_opt(
+            "error.unique_instance_id",
+            new.unique_instance_id.as_deref(),
+        )?;
+        hostname("error.hostname", new.hostname.as_deref())?;
+        no_nul_opt("error.version", new.version.as_deref())?;
+        no_nul_opt("error.message", new.message.as_deref())?;
+        no_nul_opt("error.time", new.error_time.as_deref())
+    })()
+    .map_err(ApiError::BadRequest)?;
     let id = state
         .db
         .run(move |conn| usage_ping::insert_error(conn, &new))
@@ -517,6 +531,23 @@ pub async fn receive_metadata(
         body: text,
         metrics,
     };
+    (|| {
+        use crate::domain::input_rules::{no_nul, no_nul_opt};
+        no_nul_opt("metadata.uuid", new.uuid.as_deref())?;
+        no_nul_opt(
+            "metadata.unique_instance_id",
+            new.unique_instance_id.as_deref(),
+        )?;
+        for (i, metric) in new.metrics.iter().enumerate() {
+            no_nul(&format!("metadata.metrics[{i}].name"), &metric.name)?;
+            no_nul_opt(
+                &format!("metadata.metrics[{i}].error"),
+                metric.error.as_deref(),
+            )?;
+        }
+        Ok::<(), String>(())
+    })()
+    .map_err(ApiError::BadRequest)?;
     let id = state
         .db
         .run(move |conn| usage_ping::insert_metadata(conn, &new))

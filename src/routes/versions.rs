@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::{self, AuthError, Scope};
 use crate::db::models::releases::{self, ReleaseRow, SecurityChange};
 use crate::domain::csv_import::parse_release_version;
+use crate::domain::input_rules::no_nul_opt;
 use crate::domain::release::{Release, SecurityLevel};
 use crate::error::ApiError;
 use crate::startup::AppState;
@@ -220,6 +221,9 @@ pub async fn create(
         })?,
         None => Utc::now().date_naive(),
     };
+    no_nul_opt("advisory", fields.advisory.as_deref())
+        .and_then(|_| no_nul_opt("details", fields.details.as_deref()))
+        .map_err(ApiError::Unprocessable)?;
     let release = Release {
         version: version.clone(),
         released_on,
@@ -282,6 +286,12 @@ pub async fn set_security(
             "the field `security` is required (none, non_critical or critical)".into(),
         )
     })?;
+    no_nul_opt(
+        "advisory",
+        fields.advisory.as_ref().and_then(|a| a.as_deref()),
+    )
+    .and_then(|_| no_nul_opt("details", fields.details.as_deref()))
+    .map_err(ApiError::Unprocessable)?;
     let change = SecurityChange {
         security,
         advisory: fields.advisory.map(|a| a.filter(|s| !s.trim().is_empty())),
