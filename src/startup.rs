@@ -132,11 +132,15 @@ impl Application {
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
+                .wrap(actix_web::middleware::from_fn(
+                    routes::security_headers::add,
+                ))
                 .configure(routes::configure_hot)
                 .service(
                     web::scope("")
                         .wrap(TracingLogger::<PrivateRootSpan>::new())
-                        .configure(routes::configure),
+                        .configure(routes::configure)
+                        .default_service(web::to(routes::fallback::not_found)),
                 )
         })
         // Issue 8: every wait capped and the connection count kept below the fd limit, so

@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod csv_import;
+pub mod csv_safe;
 pub mod devops;
 pub mod input_rules;
 pub mod payload;

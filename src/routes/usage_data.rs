@@ -29,10 +29,28 @@ const REPORT_MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 
 /// Registers the Service Ping routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/usage_data", web::post().to(receive))
-        .route("/usage_data/new", web::get().to(new_form))
-        .route("/usage_ping_errors", web::post().to(receive_error))
-        .route("/usage_ping_metadata", web::post().to(receive_metadata));
+    use crate::routes::fallback::not_allowed;
+    cfg.service(
+        web::resource("/usage_data")
+            .route(web::post().to(receive))
+            .default_service(not_allowed("POST")),
+    )
+    .service(
+        web::resource("/usage_data/new")
+            .route(web::get().to(new_form))
+            .route(web::head().to(new_form))
+            .default_service(not_allowed("GET, HEAD")),
+    )
+    .service(
+        web::resource("/usage_ping_errors")
+            .route(web::post().to(receive_error))
+            .default_service(not_allowed("POST")),
+    )
+    .service(
+        web::resource("/usage_ping_metadata")
+            .route(web::post().to(receive_metadata))
+            .default_service(not_allowed("POST")),
+    );
 }
 
 /// `POST /usage_data`: a JSON payload from GitLab, or a file from the upload form; the two

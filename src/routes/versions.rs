@@ -17,6 +17,7 @@ use crate::domain::csv_import::parse_release_version;
 use crate::domain::input_rules::no_nul_opt;
 use crate::domain::release::{Release, SecurityLevel};
 use crate::error::ApiError;
+use crate::routes::body::BodyError;
 use crate::startup::AppState;
 
 /// Default and largest page sizes, as in GitLab's own API.
@@ -180,22 +181,25 @@ fn parse_level(text: Option<&str>) -> Result<Option<SecurityLevel>, ApiError> {
     .transpose()
 }
 
-fn check_body_size(body: &web::Bytes) -> Result<(), ApiError> {
-    if body.len() > MAX_RELEASE_BODY_BYTES {
-        return Err(ApiError::PayloadTooLarge(format!(
+/// Reads a release body under the body deadline (issue 8): over the cap is a JSON 413, not
+/// the framework's plain-text one.
+async fn read_release_body(state: &AppState, body: web::Payload) -> Result<web::Bytes, ApiError> {
+    match state.body.read(body, MAX_RELEASE_BODY_BYTES, false).await {
+        Ok(read) => Ok(read.bytes),
+        Err(BodyError::TooLarge) => Err(ApiError::PayloadTooLarge(format!(
             "a release body may be at most {MAX_RELEASE_BODY_BYTES} bytes"
-        )));
+        ))),
+        Err(other) => Err(other.into()),
     }
-    Ok(())
 }
 
 /// `POST /api/v1/versions`: adds a release (201), refusing duplicates (409).
 pub async fn create(
     req: HttpRequest,
-    body: web::Bytes,
+    body: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    check_body_size(&body)?;
+    let body = read_release_body(&state, body).await?;
     let fields: CreateFields = decode_body(&body)?;
     authorize(
         &state,
@@ -268,10 +272,10 @@ fn deserialize_some<'de, D: serde::Deserializer<'de>>(
 pub async fn set_security(
     req: HttpRequest,
     path: web::Path<String>,
-    body: web::Bytes,
+    body: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    check_body_size(&body)?;
+    let body = read_release_body(&state, body).await?;
     let fields: SecurityFields = if body.iter().all(u8::is_ascii_whitespace) {
         SecurityFields::default()
     } else {

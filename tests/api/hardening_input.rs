@@ -187,3 +187,53 @@ async fn version_parts_beyond_i64_are_refused() {
     assert_eq!(verdict["latest_version"], "9223372036854775807.0.0");
     app.stop().await;
 }
+
+/// Defect 7: sender text that a spreadsheet would run as a formula is exported neutralised
+/// (a leading `'`), while numbers the export formats itself keep their sign.
+#[tokio::test]
+async fn csv_export_neutralises_formula_cells() {
+    let app = TestApp::spawn().await;
+    let hostile = minimal_with(json!({
+        "uuid": "@cmd",
+        "hostname": "=HYPERLINK(\"http://evil.example/\",\"x\")",
+        "version": "+SUM(1+1)",
+        "edition": "-2+3",
+        "installation_type": "\tinstall",
+        "recorded_at": "2026-01-10T00:00:00Z",
+        "counts": {"issues": -1}
+    }));
+    assert_eq!(post_json(&app, hostile).await.status(), 201);
+    let output = crate::helpers::run_cli(
+        &app.settings.database_url,
+        &[
+            "export",
+            "--from",
+            "2026-01-01",
+            "--to",
+            "2026-02-01",
+            "--format",
+            "csv",
+            "--keys",
+            "counts.issues,=evil",
+        ],
+        &[],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut reader = csv::Reader::from_reader(output.stdout.as_slice());
+    let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+    assert_eq!(header[9], "'=evil");
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    assert_eq!(&row[1], "'@cmd");
+    assert_eq!(&row[2], "'=HYPERLINK(\"http://evil.example/\",\"x\")");
+    assert_eq!(&row[3], "'+SUM(1+1)");
+    assert_eq!(&row[4], "'-2+3");
+    assert_eq!(&row[5], "'\tinstall");
+    assert_eq!(&row[8], "-1", "a number is not text and keeps its sign");
+    app.stop().await;
+}

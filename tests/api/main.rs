@@ -7,6 +7,7 @@ mod check_recording;
 mod cli;
 mod deployment;
 mod hardening;
+mod hardening_http;
 mod hardening_input;
 mod health;
 mod helpers;
