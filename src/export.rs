@@ -89,7 +89,7 @@ pub fn export(
                 "source",
             ];
             header.extend(keys.iter().map(String::as_str));
-            writer.write_record(header.iter().map(|cell| neutralise(cell)))?;
+            writer.write_record(header.iter().map(|cell| neutralise(cell).into_owned()))?;
             for_each_page(conn, from, to, false, |conn, page| {
                 let ids: Vec<i64> = page.iter().map(|r| r.id).collect();
                 let mut values: HashMap<(i64, i64), f64> = HashMap::new();

@@ -30,7 +30,7 @@ pub fn style_hashes(html: &str) -> Vec<String> {
         let Some(end) = after.find("</style>") else {
             break;
         };
-        let digest = Sha256::digest(after[..end].as_bytes());
+        let digest = Sha256::digest(&after.as_bytes()[..end]);
         hashes.push(format!(
             "'sha256-{}'",
             base64::engine::general_purpose::STANDARD.encode(digest)
