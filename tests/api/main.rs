@@ -9,6 +9,7 @@ mod deployment;
 mod hardening;
 mod hardening_http;
 mod hardening_input;
+mod hardening_store;
 mod health;
 mod helpers;
 mod usage_analysts;
