@@ -5,8 +5,11 @@
 //! written once against [`AnyConnection`] with the [`with_conn!`](crate::with_conn) macro,
 //! which compiles the same block for each backend.
 
+mod json_text;
 pub mod models;
 pub mod schema;
+
+pub use json_text::JsonText;
 
 use diesel::connection::SimpleConnection;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};

@@ -5,5 +5,6 @@ pub mod csv_import;
 pub mod devops;
 pub mod payload;
 pub mod release;
+pub mod submission_score;
 pub mod verdict;
 pub mod version;
