@@ -52,6 +52,34 @@ macro_rules! with_conn {
     };
 }
 
+impl AnyConnection {
+    /// Runs `f` in one transaction (committed when it returns `Ok`, rolled back otherwise), so
+    /// model functions taking `&mut AnyConnection` can be composed into one atomic write.
+    pub fn transaction<T>(
+        &mut self,
+        f: impl FnOnce(&mut AnyConnection) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
+        use diesel::connection::{AnsiTransactionManager, TransactionManager};
+        with_conn!(&mut *self, |c| AnsiTransactionManager::begin_transaction(c))?;
+        match f(self) {
+            Ok(value) => {
+                with_conn!(&mut *self, |c| AnsiTransactionManager::commit_transaction(
+                    c
+                ))?;
+                Ok(value)
+            }
+            Err(err) => {
+                // The first error is the one worth reporting; a failed rollback also leaves
+                // the connection broken, which the pool notices on its next checkout.
+                let _ = with_conn!(&mut *self, |c| {
+                    AnsiTransactionManager::rollback_transaction(c)
+                });
+                Err(err)
+            }
+        }
+    }
+}
+
 /// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {

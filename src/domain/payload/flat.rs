@@ -13,6 +13,9 @@ pub struct Metric<'a> {
     pub value: f64,
     /// True when the JSON leaf was a boolean.
     pub is_bool: bool,
+    /// The exact value when the leaf was a JSON integer that fits an `i64` (booleans: 0/1);
+    /// `None` for a float. `value` loses precision above 2^53, this does not.
+    pub exact: Option<i64>,
     /// The sentinel this leaf carries, if any.
     pub special: Option<SpecialValue>,
 }
@@ -31,6 +34,7 @@ pub(super) struct Entry {
     pub(super) len: u32,
     pub(super) value: f64,
     pub(super) is_bool: bool,
+    pub(super) exact: Option<i64>,
     pub(super) special: Option<SpecialValue>,
 }
 
@@ -49,9 +53,8 @@ pub(super) struct Entry {
 ///   payloads such as the 13.9 sample) SQL text; none is a measurement. The raw payload keeps
 ///   them for analysts.
 ///
-/// Numbers are stored as `f64`: exact up to 2^53, which covers every count; the few
-/// identifiers above that (`database.pg_system_id`) lose precision here but not in the raw
-/// payload. If two different paths flatten to the same text (a key that itself contains a
+/// Numbers are kept as `f64`, and integers also exactly as `i64` ([`Metric::exact`]): the
+/// few identifiers above 2^53 (`database.pg_system_id`) would lose precision as doubles. If two different paths flatten to the same text (a key that itself contains a
 /// `.`), both entries are kept and [`FlatMetrics::get`] returns the first in document order.
 #[derive(Debug, Clone, Default)]
 pub struct FlatMetrics {
@@ -86,6 +89,7 @@ impl FlatMetrics {
             key: self.key_of(entry),
             value: entry.value,
             is_bool: entry.is_bool,
+            exact: entry.exact,
             special: entry.special,
         }
     }
@@ -136,6 +140,7 @@ impl FlatMetrics {
         path: &str,
         value: f64,
         is_bool: bool,
+        exact: Option<i64>,
         special: Option<SpecialValue>,
         limits: &PayloadLimits,
     ) -> Result<(), PayloadError> {
@@ -162,6 +167,7 @@ impl FlatMetrics {
             len: path.len() as u32,
             value,
             is_bool,
+            exact,
             special,
         });
         Ok(())

@@ -44,7 +44,12 @@ impl<'l> Flattener<'l> {
         E::custom(message)
     }
 
-    fn leaf<E: de::Error>(&mut self, value: f64, is_bool: bool) -> Result<(), E> {
+    fn leaf<E: de::Error>(
+        &mut self,
+        value: f64,
+        is_bool: bool,
+        exact: Option<i64>,
+    ) -> Result<(), E> {
         let special = if is_bool {
             None
         } else {
@@ -52,7 +57,7 @@ impl<'l> Flattener<'l> {
         };
         let pushed = self
             .metrics
-            .push(&self.path, value, is_bool, special, self.limits);
+            .push(&self.path, value, is_bool, exact, special, self.limits);
         pushed.map_err(|error| self.fail(error))
     }
 
@@ -177,19 +182,21 @@ impl<'de> Visitor<'de> for Node<'_, '_> {
     }
 
     fn visit_bool<E: de::Error>(self, value: bool) -> Result<(), E> {
-        self.state.leaf(if value { 1.0 } else { 0.0 }, true)
+        let bit = i64::from(value);
+        self.state.leaf(bit as f64, true, Some(bit))
     }
 
     fn visit_i64<E: de::Error>(self, value: i64) -> Result<(), E> {
-        self.state.leaf(value as f64, false)
+        self.state.leaf(value as f64, false, Some(value))
     }
 
     fn visit_u64<E: de::Error>(self, value: u64) -> Result<(), E> {
-        self.state.leaf(value as f64, false)
+        self.state
+            .leaf(value as f64, false, i64::try_from(value).ok())
     }
 
     fn visit_f64<E: de::Error>(self, value: f64) -> Result<(), E> {
-        self.state.leaf(value, false)
+        self.state.leaf(value, false, None)
     }
 
     // Strings and nulls are not metrics (see FlatMetrics).

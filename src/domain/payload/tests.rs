@@ -551,3 +551,22 @@ fn duplicate_flattened_paths_keep_both_and_return_the_first() {
     assert_eq!(parsed.metrics.len(), 2);
     assert!(parsed.metrics.get("a.b").is_some());
 }
+
+#[test]
+fn integers_are_kept_exactly_beside_the_double() {
+    let body = with_id(
+        r#""database":{"pg_system_id":6842684531675334351},"f":{"ratio":0.5,"whole":3.0},
+        "flag":true,"off":false,"huge":18446744073709551615,"neg":-3"#,
+    );
+    let m = parse_str(&body).unwrap().metrics;
+    let id = m.metric("database.pg_system_id").unwrap();
+    assert_eq!(id.exact, Some(6_842_684_531_675_334_351));
+    assert_eq!(id.value, 6_842_684_531_675_334_351_i64 as f64);
+    assert_eq!(m.metric("f.ratio").unwrap().exact, None);
+    // Written as a float, kept as a float.
+    assert_eq!(m.metric("f.whole").unwrap().exact, None);
+    assert_eq!(m.metric("flag").unwrap().exact, Some(1));
+    assert_eq!(m.metric("off").unwrap().exact, Some(0));
+    assert_eq!(m.metric("huge").unwrap().exact, None);
+    assert_eq!(m.metric("neg").unwrap().exact, Some(-3));
+}

@@ -25,6 +25,7 @@ use crate::config::{Backend, Settings};
 use crate::db::models::usage_data::{
     self, KeyDictionary, NewSubmission, StoredSubmission, SubmissionSource,
 };
+use crate::db::models::usage_data_raw::{self, RawPayload};
 use crate::db::models::version_checks::{self, VersionStatus};
 use crate::db::{AnyConnection, Db, DbError};
 use crate::domain::devops::{self, FeatureScores, ScoreMapping};
@@ -32,6 +33,8 @@ use crate::domain::payload::{self, ParsedPayload, PayloadError, PayloadLimits};
 use crate::domain::version::Version;
 use crate::error::ApiError;
 use crate::snapshot::Releases;
+
+mod store;
 
 /// Why a body could not be turned into a payload.
 #[derive(Debug, thiserror::Error)]
@@ -57,13 +60,14 @@ impl From<DecodeError> for ApiError {
 }
 
 /// Gunzips (when `gzip`) with a cap on the output, then parses. Returns the parsed payload
-/// and the JSON bytes to keep verbatim. CPU-bound: call on the blocking pool.
+/// and the JSON bytes to keep verbatim, compressed for storage. CPU-bound: call on the
+/// blocking pool.
 pub fn decode_payload(
     body: bytes::Bytes,
     gzip: bool,
     max_decompressed: usize,
     limits: &PayloadLimits,
-) -> Result<(ParsedPayload, Vec<u8>), DecodeError> {
+) -> Result<(ParsedPayload, RawPayload), DecodeError> {
     let json = if gzip {
         let mut out = Vec::with_capacity((body.len() * 8).min(max_decompressed));
         // Reading one byte past the cap tells "exactly at the cap" from "over it" without
@@ -83,7 +87,7 @@ pub fn decode_payload(
         Vec::from(body)
     };
     let parsed = payload::parse_payload(&json, limits)?;
-    Ok((parsed, json))
+    Ok((parsed, RawPayload::compress(&json)))
 }
 
 /// Raw bytes after which a writer stops adding payloads to its group.
@@ -205,7 +209,7 @@ impl Ingest {
                     let db = db.clone();
                     let outcome = tokio::task::spawn_blocking(move || {
                         let cutoff = Utc::now().naive_utc() - chrono::Duration::days(days.into());
-                        usage_data::delete_raw_received_before(&mut db.get()?, cutoff)
+                        usage_data_raw::delete_raw_received_before(&mut db.get()?, cutoff)
                     })
                     .await;
                     match outcome {
@@ -263,14 +267,14 @@ impl Writer {
                 let Some(first) = receiver.blocking_recv() else {
                     return;
                 };
-                let mut bytes = first.submission.raw.len();
+                let mut bytes = first.submission.raw.original_len;
                 let mut batch = vec![first];
                 // Bounded in count and in bytes, so a group of 5 MB bodies does not pile up
                 // bind buffers beside the bodies themselves.
                 while batch.len() < self.batch_max && bytes < BATCH_MAX_BYTES {
                     match receiver.try_recv() {
                         Ok(job) => {
-                            bytes += job.submission.raw.len();
+                            bytes += job.submission.raw.original_len;
                             batch.push(job);
                         }
                         Err(_) => break,
@@ -334,7 +338,7 @@ impl Writer {
         )?;
         let resolved = started.elapsed();
         let leaders = self.leaders.load_full();
-        let stored = usage_data::store_batch(
+        let stored = store::store_group(
             &mut conn,
             &self.keys,
             &self.mapping,
@@ -375,7 +379,7 @@ impl Writer {
 /// Which way a submission arrived, for [`NewSubmission`].
 pub fn new_submission(
     parsed: ParsedPayload,
-    raw: Vec<u8>,
+    raw: RawPayload,
     source: SubmissionSource,
     country: Option<String>,
 ) -> NewSubmission {
