@@ -8,3 +8,4 @@ pub mod release;
 pub mod submission_score;
 pub mod verdict;
 pub mod version;
+pub mod version_status;

@@ -31,6 +31,7 @@ use crate::db::{AnyConnection, Db, DbError};
 use crate::domain::devops::{self, FeatureScores, ScoreMapping};
 use crate::domain::payload::{self, ParsedPayload, PayloadError, PayloadLimits};
 use crate::domain::version::Version;
+use crate::domain::version_status::version_facts;
 use crate::error::ApiError;
 use crate::snapshot::Releases;
 
@@ -364,11 +365,12 @@ impl Writer {
     /// nothing but a later retry by the next submission of that version.
     fn materialise_verdicts(&self, conn: &mut AnyConnection, submissions: &[NewSubmission]) {
         let table = self.releases.current();
+        let now = Utc::now().naive_utc();
         let statuses: Vec<VersionStatus> = submissions
             .iter()
             .filter_map(|s| s.summary.version.as_ref())
             .filter_map(|v| Version::parse(&v.normalized).ok())
-            .map(|version| VersionStatus::compute(&table, &version))
+            .map(|version| VersionStatus::stamped(version_facts(&table, &version), now))
             .collect();
         if let Err(err) = version_checks::insert_missing_statuses(conn, &statuses) {
             tracing::warn!(error.cause = %err, "could not record the verdicts of reported versions");
