@@ -109,7 +109,7 @@ impl Application {
             settings.check_buffer_max_keys,
             Duration::from_millis(settings.check_flush_interval_ms),
         ));
-        let ingest = Ingest::start(db.clone(), releases.clone(), &settings);
+        let ingest = Ingest::start(db.clone(), releases.clone(), &settings, metrics.registry());
         // The first tick of the leaders task runs at once, before traffic arrives.
         ingest.spawn_background(db.clone(), &settings);
         let state = web::Data::new(AppState {

@@ -35,7 +35,11 @@ use crate::domain::version_status::version_facts;
 use crate::error::ApiError;
 use crate::snapshot::Releases;
 
+mod metrics;
 mod store;
+
+pub(crate) use metrics::decode_reason;
+pub use metrics::IngestMetrics;
 
 /// Why a body could not be turned into a payload.
 #[derive(Debug, thiserror::Error)]
@@ -110,12 +114,20 @@ pub struct Ingest {
     pub mapping: Arc<ScoreMapping>,
     /// The cached leaders, recomputed in the background.
     pub leaders: Arc<ArcSwap<FeatureScores>>,
+    /// Ingest counters and histograms in `/metrics`.
+    pub metrics: Arc<IngestMetrics>,
 }
 
 impl Ingest {
     /// Starts the writer threads. They stop once every [`Ingest`] handle is dropped and the
     /// queue is drained, so nothing admitted is lost on shutdown.
-    pub fn start(db: Db, releases: Releases, settings: &Settings) -> Ingest {
+    pub fn start(
+        db: Db,
+        releases: Releases,
+        settings: &Settings,
+        registry: &prometheus::Registry,
+    ) -> Ingest {
+        let metrics = Arc::new(IngestMetrics::new(registry));
         let mapping = Arc::new(ScoreMapping::default());
         let leaders = Arc::new(ArcSwap::from_pointee(FeatureScores::default()));
         let keys = Arc::new(KeyDictionary::default());
@@ -135,6 +147,7 @@ impl Ingest {
                 leaders: leaders.clone(),
                 batch_max: settings.ingest_batch_max.max(1),
                 releases: releases.clone(),
+                metrics: metrics.clone(),
             };
             std::thread::Builder::new()
                 .name(format!("ingest-writer-{n}"))
@@ -151,6 +164,7 @@ impl Ingest {
             },
             mapping,
             leaders,
+            metrics,
         }
     }
 
@@ -175,6 +189,7 @@ impl Ingest {
             .send(Job { submission, reply })
             .await
             .map_err(|_| ApiError::Unavailable)?;
+        self.metrics.queue_depth.inc();
         answer.await.map_err(|_| ApiError::Unavailable)?
     }
 
@@ -258,6 +273,7 @@ struct Writer {
     leaders: Arc<ArcSwap<FeatureScores>>,
     batch_max: usize,
     releases: Releases,
+    metrics: Arc<IngestMetrics>,
 }
 
 impl Writer {
@@ -283,7 +299,12 @@ impl Writer {
                 }
                 batch
             };
+            self.metrics.queue_depth.sub(batch.len() as i64);
+            let busy = std::time::Instant::now();
             self.process(batch);
+            self.metrics
+                .writer_busy_seconds
+                .inc_by(busy.elapsed().as_secs_f64());
         }
     }
 
@@ -346,7 +367,11 @@ impl Writer {
             &leaders,
             submissions,
             Utc::now().naive_utc(),
+            &self.metrics,
         );
+        if stored.is_ok() {
+            self.metrics.group_size.observe(submissions.len() as f64);
+        }
         tracing::debug!(
             batch.size = submissions.len(),
             batch.resolve_ms = resolved.as_secs_f64() * 1000.0,

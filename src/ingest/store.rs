@@ -8,6 +8,7 @@
 
 use chrono::NaiveDateTime;
 
+use super::metrics::IngestMetrics;
 use crate::db::models::usage_data::{
     self, KeyDictionary, NewMetric, NewSubmission, StoredScore, StoredSubmission,
 };
@@ -34,9 +35,16 @@ pub(crate) fn store_group(
     leaders: &FeatureScores,
     batch: &[NewSubmission],
     received_at: NaiveDateTime,
+    metrics: &IngestMetrics,
 ) -> Result<Vec<StoredSubmission>, DbError> {
     let plans = plan_group(conn, mapping, leaders, batch)?;
-    conn.transaction(|conn| write_group(conn, keys, mapping, batch, &plans, received_at))
+    let started = std::time::Instant::now();
+    let stored =
+        conn.transaction(|conn| write_group(conn, keys, mapping, batch, &plans, received_at))?;
+    metrics
+        .commit_seconds
+        .observe(started.elapsed().as_secs_f64());
+    Ok(stored)
 }
 
 /// Reads what the scores need and computes them, outside any transaction.

@@ -17,7 +17,7 @@ use crate::db::models::usage_ping::{
 };
 use crate::domain::payload::{PayloadError, PayloadSummary};
 use crate::error::{ApiError, RETRY_AFTER_SECS};
-use crate::ingest::{decode_payload, new_submission, DecodeError};
+use crate::ingest::{decode_payload, decode_reason, new_submission, DecodeError};
 use crate::routes::client::client_country;
 use crate::startup::AppState;
 
@@ -50,22 +50,51 @@ pub async fn receive(
     };
     match mime {
         Some(m) if m.type_() == "multipart" && m.subtype() == "form-data" => {
-            upload(req, body, state).await
+            let mut reason = None;
+            let response = upload(req, body, state.clone(), &mut reason).await;
+            count_upload(&state, response.status(), reason);
+            response
         }
         // GitLab always sends application/json; a missing header is read as JSON too.
         Some(m) if m.subtype() == "json" || m.suffix().is_some_and(|s| s == "json") => {
-            receive_json(req, body, state)
-                .await
-                .unwrap_or_else(error_response)
+            json_answer(req, body, state).await
         }
-        None => receive_json(req, body, state)
-            .await
-            .unwrap_or_else(error_response),
+        None => json_answer(req, body, state).await,
         Some(other) => error_response(ApiError::UnsupportedMediaType(format!(
             "Content-Type `{other}` is not accepted: send application/json (or \
              multipart/form-data from the upload form)"
         ))),
     }
+}
+
+/// [`receive_json`], counted in `/metrics`.
+async fn json_answer(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let mut reason = None;
+    match receive_json(req, body, state.clone(), &mut reason).await {
+        Ok(response) => response,
+        Err(err) => {
+            let metrics = &state.ingest.metrics;
+            metrics.count_refused(SubmissionSource::Automatic, &err, reason);
+            error_response(err)
+        }
+    }
+}
+
+/// Counts an upload that was not stored, by the status its form page got.
+fn count_upload(state: &AppState, status: StatusCode, reason: Option<&'static str>) {
+    let err = match status {
+        StatusCode::CREATED => return, // counted as stored or duplicate
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(String::new()),
+        StatusCode::SERVICE_UNAVAILABLE => ApiError::Unavailable,
+        status if status.is_server_error() => ApiError::Internal(String::new()),
+        _ => ApiError::BadRequest(String::new()),
+    };
+    let metrics = &state.ingest.metrics;
+    metrics.count_refused(SubmissionSource::Manual, &err, reason);
 }
 
 fn error_response(err: ApiError) -> HttpResponse {
@@ -82,6 +111,7 @@ async fn receive_json(
     req: HttpRequest,
     body: web::Payload,
     state: web::Data<AppState>,
+    reason: &mut Option<&'static str>,
 ) -> Result<HttpResponse, ApiError> {
     let settings = &state.settings;
     let limit = settings.ingest_max_body_bytes;
@@ -103,7 +133,11 @@ async fn receive_json(
         }
     };
     // Admission before reading the body: memory is bounded by the bodies in flight.
-    let _permit = state.ingest.admit().await?;
+    let _permit = state
+        .ingest
+        .admit()
+        .await
+        .inspect_err(|_| *reason = Some("saturated"))?;
     let bytes = match body.to_bytes_limited(limit).await {
         Ok(Ok(bytes)) => bytes,
         Ok(Err(err)) => {
@@ -115,9 +149,17 @@ async fn receive_json(
     };
     let max_decompressed = settings.ingest_max_decompressed_bytes;
     let limits = state.ingest.limits;
-    let (parsed, raw) = web::block(move || decode_payload(bytes, gzip, max_decompressed, &limits))
+    let body_len = bytes.len();
+    let decoded = web::block(move || decode_payload(bytes, gzip, max_decompressed, &limits))
         .await
-        .map_err(|e| ApiError::Internal(format!("decode task failed: {e}")))??;
+        .map_err(|e| ApiError::Internal(format!("decode task failed: {e}")))?;
+    let (parsed, raw) = decoded.map_err(|err| {
+        *reason = Some(decode_reason(&err));
+        state.ingest.metrics.count_bytes(body_len, 0, 0);
+        err
+    })?;
+    let metrics = &state.ingest.metrics;
+    metrics.count_bytes(body_len, raw.original_len, raw.bytes.len());
     let summary = parsed.summary.clone();
     let stored = state
         .ingest
@@ -128,7 +170,7 @@ async fn receive_json(
             country(&req, &state),
         ))
         .await?;
-    log_stored(&summary, &stored, SubmissionSource::Automatic);
+    log_stored(&state, &summary, &stored, SubmissionSource::Automatic);
     Ok(HttpResponse::Created().json(json!({ "conv_index": stored.conv_index() })))
 }
 
@@ -145,7 +187,13 @@ fn too_large(limit: usize) -> ApiError {
     ApiError::PayloadTooLarge(format!("the body exceeds {limit} bytes"))
 }
 
-fn log_stored(summary: &PayloadSummary, stored: &StoredSubmission, source: SubmissionSource) {
+fn log_stored(
+    state: &AppState,
+    summary: &PayloadSummary,
+    stored: &StoredSubmission,
+    source: SubmissionSource,
+) {
+    state.ingest.metrics.count_stored(source, stored.duplicate);
     tracing::info!(
         usage_data.id = stored.usage_data_id,
         usage_data.duplicate = stored.duplicate,
@@ -237,7 +285,12 @@ fn upload_message(err: &DecodeError) -> String {
     }
 }
 
-async fn upload(req: HttpRequest, body: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+async fn upload(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+    reason: &mut Option<&'static str>,
+) -> HttpResponse {
     let limit = state.settings.ingest_max_body_bytes;
     let too_large = format!("The file is too large: the limit is {} MB.", max_mb(&state));
     // The multipart envelope adds a few hundred bytes around the file.
@@ -247,11 +300,12 @@ async fn upload(req: HttpRequest, body: web::Payload, state: web::Data<AppState>
     let _permit = match state.ingest.admit().await {
         Ok(permit) => permit,
         Err(_) => {
+            *reason = Some("saturated");
             return form_error(
                 &state,
                 StatusCode::SERVICE_UNAVAILABLE,
                 "The server is busy; please upload the file again in a minute.",
-            )
+            );
         }
     };
     let mut multipart = Multipart::new(req.headers(), body);
@@ -291,10 +345,13 @@ async fn upload(req: HttpRequest, body: web::Payload, state: web::Data<AppState>
     };
     let limits = state.ingest.limits;
     let max_decompressed = state.settings.ingest_max_decompressed_bytes;
+    let body_len = bytes.len();
     let decoded = web::block(move || decode_payload(bytes, false, max_decompressed, &limits)).await;
     let (parsed, raw) = match decoded {
         Ok(Ok(decoded)) => decoded,
         Ok(Err(err)) => {
+            *reason = Some(decode_reason(&err));
+            state.ingest.metrics.count_bytes(body_len, 0, 0);
             let status = match err {
                 DecodeError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
                 _ => StatusCode::BAD_REQUEST,
@@ -303,11 +360,13 @@ async fn upload(req: HttpRequest, body: web::Payload, state: web::Data<AppState>
         }
         Err(err) => return error_response(ApiError::Internal(format!("decode failed: {err}"))),
     };
+    let metrics = &state.ingest.metrics;
+    metrics.count_bytes(body_len, raw.original_len, raw.bytes.len());
     let summary = parsed.summary.clone();
     let submission = new_submission(parsed, raw, SubmissionSource::Manual, country(&req, &state));
     match state.ingest.submit(submission).await {
         Ok(stored) => {
-            log_stored(&summary, &stored, SubmissionSource::Manual);
+            log_stored(&state, &summary, &stored, SubmissionSource::Manual);
             html(
                 StatusCode::CREATED,
                 UploadResult {
@@ -394,6 +453,16 @@ pub async fn receive_error(
     body: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    let result = store_error_report(body, &state).await;
+    let metrics = &state.ingest.metrics;
+    metrics.count_report("errors", result.as_ref().map(|_| ()));
+    result
+}
+
+async fn store_error_report(
+    body: web::Payload,
+    state: &AppState,
+) -> Result<HttpResponse, ApiError> {
     let (text, error) = read_report(body, "error").await?;
     let new = NewUsagePingError {
         uuid: text_field(&error, "uuid")?,
@@ -422,6 +491,16 @@ pub async fn receive_error(
 pub async fn receive_metadata(
     body: web::Payload,
     state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let result = store_metadata_report(body, &state).await;
+    let metrics = &state.ingest.metrics;
+    metrics.count_report("metadata", result.as_ref().map(|_| ()));
+    result
+}
+
+async fn store_metadata_report(
+    body: web::Payload,
+    state: &AppState,
 ) -> Result<HttpResponse, ApiError> {
     let (text, metadata) = read_report(body, "metadata").await?;
     let entries = match metadata.get("metrics") {

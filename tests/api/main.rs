@@ -11,6 +11,7 @@ mod helpers;
 mod usage_analysts;
 mod usage_data;
 mod usage_export;
+mod usage_metrics;
 mod usage_ping;
 mod usage_upload;
 mod versions;
