@@ -153,10 +153,9 @@ async fn receive_json(
     let decoded = web::block(move || decode_payload(bytes, gzip, max_decompressed, &limits))
         .await
         .map_err(|e| ApiError::Internal(format!("decode task failed: {e}")))?;
-    let (parsed, raw) = decoded.map_err(|err| {
-        *reason = Some(decode_reason(&err));
+    let (parsed, raw) = decoded.inspect_err(|err| {
+        *reason = Some(decode_reason(err));
         state.ingest.metrics.count_bytes(body_len, 0, 0);
-        err
     })?;
     let metrics = &state.ingest.metrics;
     metrics.count_bytes(body_len, raw.original_len, raw.bytes.len());
