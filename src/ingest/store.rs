@@ -38,6 +38,7 @@ pub(crate) fn store_group(
     metrics: &IngestMetrics,
 ) -> Result<Vec<StoredSubmission>, DbError> {
     let plans = plan_group(conn, mapping, leaders, batch)?;
+    usage_data::make_commits_durable(conn)?;
     let started = std::time::Instant::now();
     let stored =
         conn.transaction(|conn| write_group(conn, keys, mapping, batch, &plans, received_at))?;

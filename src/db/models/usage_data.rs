@@ -365,6 +365,19 @@ pub fn insert_submission(
     .optional())?)
 }
 
+/// Makes commits on this connection durable before they return: on SQLite,
+/// `synchronous = FULL` (pooled connections default to `NORMAL`, which in WAL mode syncs
+/// only at checkpoints, so a power loss could take back a commit already answered 201).
+/// PostgreSQL's commits are durable already (`synchronous_commit = on`). Must run outside a
+/// transaction.
+pub fn make_commits_durable(conn: &mut AnyConnection) -> Result<(), DbError> {
+    if let AnyConnection::Sqlite(c) = conn {
+        use diesel::connection::SimpleConnection;
+        c.batch_execute("PRAGMA synchronous = FULL")?;
+    }
+    Ok(())
+}
+
 /// Writes metric rows the fastest way each store offers: multi-row INSERTs on SQLite, one
 /// binary `COPY` on PostgreSQL. Rows in primary-key order visit each index page of a group
 /// once, left to right, instead of once per payload.
