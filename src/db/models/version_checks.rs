@@ -15,8 +15,27 @@ use crate::db::{AnyConnection, DbError};
 use crate::domain::verdict::ReleaseTable;
 use crate::domain::version::Version;
 use crate::domain::version_status::{version_facts, VersionFacts};
-use crate::recorder::CheckCount;
 use crate::with_conn;
+
+/// One aggregated row, as the flush writes it. Text fields are `""` when absent, which is
+/// how the store keeps them (they are part of the primary key, so they cannot be NULL).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckCount {
+    /// UTC day.
+    pub day: NaiveDate,
+    /// Referer hostname or `""`.
+    pub host: String,
+    /// Normalised version.
+    pub version: String,
+    /// Two-letter country code or `""`.
+    pub country: String,
+    /// Checks in this interval.
+    pub count: u64,
+    /// First check of the interval (UTC).
+    pub first_seen: NaiveDateTime,
+    /// Last check of the interval (UTC).
+    pub last_seen: NaiveDateTime,
+}
 
 /// Rows per INSERT statement: keeps each statement well under SQLite's bound-parameter limit
 /// (32766) while saving round trips to PostgreSQL.
@@ -48,7 +67,10 @@ struct NewHost<'a> {
 }
 
 impl NewCheckCount<'_> {
-    #[allow(clippy::type_complexity)]
+    #[expect(
+        clippy::type_complexity,
+        reason = "a diesel insertable tuple: its type is the column list"
+    )]
     fn columns(
         &self,
     ) -> (
@@ -71,7 +93,10 @@ impl NewCheckCount<'_> {
 }
 
 impl NewHost<'_> {
-    #[allow(clippy::type_complexity)]
+    #[expect(
+        clippy::type_complexity,
+        reason = "a diesel insertable tuple: its type is the column list"
+    )]
     fn columns(
         &self,
     ) -> (
@@ -128,7 +153,10 @@ impl VersionStatus {
         }
     }
 
-    #[allow(clippy::type_complexity)]
+    #[expect(
+        clippy::type_complexity,
+        reason = "a diesel insertable tuple: its type is the column list"
+    )]
     fn columns(
         &self,
     ) -> (
@@ -341,6 +369,6 @@ pub fn total_checks(conn: &mut AnyConnection) -> Result<i64, DbError> {
     let total =
         diesel::dsl::sql::<diesel::sql_types::BigInt>("CAST(COALESCE(SUM(count), 0) AS BIGINT)");
     Ok(with_conn!(conn, |c| version_checks::table
-        .select(total.clone())
+        .select(total)
         .first::<i64>(c))?)
 }
