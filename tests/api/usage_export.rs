@@ -110,7 +110,7 @@ async fn payloads_are_stored_compressed_and_rows_from_before_compression_export_
             .order(usage_data_raw::usage_data_id)
             .load(c)
             .unwrap();
-        assert_eq!(stored[0].0, "zstd");
+        assert_eq!(stored[0].0, "zstd-d1");
         assert!(
             (stored[0].1 as usize) < FULL.len() / 5,
             "the full payload takes {} of {} bytes",

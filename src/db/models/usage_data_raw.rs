@@ -1,7 +1,9 @@
 //! `usage_data_raw`: each submission's payload exactly as received, stored compressed.
 //!
-//! New rows are zstd-compressed (`encoding = 'zstd'`); rows stored before compression came
-//! in keep `encoding = 'identity'` and are read as they are. Every read decompresses, so
+//! New rows are zstd-compressed with a dictionary trained on payload shapes
+//! (`encoding = 'zstd-d1'`, `assets/zstd/service-ping.dict`, rebuilt reproducibly by
+//! `scripts/build_zstd_dict.sh`); rows stored before compression came in keep
+//! `encoding = 'identity'` and are read as they are. Every read decompresses, so
 //! callers (export, tests) always get the bytes the instance sent.
 
 use chrono::NaiveDateTime;
@@ -11,9 +13,26 @@ use crate::db::schema::{usage_data, usage_data_raw};
 use crate::db::{AnyConnection, DbError};
 use crate::with_conn;
 
-/// zstd level for raw payloads: measured in docs/benchmarks-ingest.md (the generated 18.9
-/// payload shrinks about tenfold; higher levels cost CPU for little more).
+/// zstd level for raw payloads, measured in docs/benchmarks-ingest.md: with the dictionary a
+/// generated 18.9 payload (229 KB) takes ~30 KB at level 3 (plain: ~36 KB); level 9 saves
+/// another ~7 KB but costs five times the CPU.
 const ZSTD_LEVEL: i32 = 3;
+
+/// Dictionary 1: trained on 200 generated 18.9 payloads. Never change these bytes: stored
+/// rows need exactly this dictionary; a new one gets a new encoding name.
+const DICTIONARY_1: &[u8] = include_bytes!("../../../assets/zstd/service-ping.dict");
+
+fn encoder_dictionary() -> &'static zstd::dict::EncoderDictionary<'static> {
+    static DICT: std::sync::OnceLock<zstd::dict::EncoderDictionary<'static>> =
+        std::sync::OnceLock::new();
+    DICT.get_or_init(|| zstd::dict::EncoderDictionary::copy(DICTIONARY_1, ZSTD_LEVEL))
+}
+
+fn decoder_dictionary() -> &'static zstd::dict::DecoderDictionary<'static> {
+    static DICT: std::sync::OnceLock<zstd::dict::DecoderDictionary<'static>> =
+        std::sync::OnceLock::new();
+    DICT.get_or_init(|| zstd::dict::DecoderDictionary::copy(DICTIONARY_1))
+}
 
 /// How a stored payload is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +41,8 @@ pub enum RawEncoding {
     Identity,
     /// zstd frame of the bytes as received.
     Zstd,
+    /// zstd frame made with dictionary 1.
+    ZstdDict1,
 }
 
 impl RawEncoding {
@@ -30,6 +51,7 @@ impl RawEncoding {
         match self {
             RawEncoding::Identity => "identity",
             RawEncoding::Zstd => "zstd",
+            RawEncoding::ZstdDict1 => "zstd-d1",
         }
     }
 }
@@ -47,22 +69,21 @@ pub struct RawPayload {
 }
 
 impl RawPayload {
-    /// Compresses `json`.
+    /// Compresses `json` with dictionary 1.
     pub fn compress(json: &[u8]) -> RawPayload {
-        let bytes = zstd::bulk::compress(json, ZSTD_LEVEL).expect("zstd compresses in memory");
+        let bytes = zstd::bulk::Compressor::with_prepared_dictionary(encoder_dictionary())
+            .and_then(|mut compressor| compressor.compress(json))
+            .expect("zstd compresses in memory");
         RawPayload {
-            encoding: RawEncoding::Zstd,
+            encoding: RawEncoding::ZstdDict1,
             bytes,
             original_len: json.len(),
         }
     }
 
     /// Back to the bytes as received.
-    pub fn decompress(&self) -> std::io::Result<Vec<u8>> {
-        match self.encoding {
-            RawEncoding::Identity => Ok(self.bytes.clone()),
-            RawEncoding::Zstd => zstd::bulk::decompress(&self.bytes, self.original_len),
-        }
+    pub fn decompress(&self) -> Result<Vec<u8>, DbError> {
+        decode(0, self.encoding.as_str(), self.bytes.clone())
     }
 }
 
@@ -89,13 +110,24 @@ pub fn find_raw_payload(conn: &mut AnyConnection, id: i64) -> Result<Option<Vec<
         .transpose()
 }
 
+fn corrupt(id: i64, err: std::io::Error) -> DbError {
+    DbError::Other(format!("usage_data_raw {id}: corrupt zstd payload: {err}"))
+}
+
 /// Decodes one stored payload. zstd frames written by [`RawPayload::compress`] carry their
 /// size, which the streaming decoder does not need to be told.
 fn decode(id: i64, encoding: &str, bytes: Vec<u8>) -> Result<Vec<u8>, DbError> {
     match encoding {
         "identity" => Ok(bytes),
-        "zstd" => zstd::stream::decode_all(&bytes[..])
-            .map_err(|e| DbError::Other(format!("usage_data_raw {id}: corrupt zstd payload: {e}"))),
+        "zstd" => zstd::stream::decode_all(&bytes[..]).map_err(|e| corrupt(id, e)),
+        "zstd-d1" => {
+            use std::io::Read;
+            let mut out = Vec::with_capacity(bytes.len() * 8);
+            zstd::stream::Decoder::with_prepared_dictionary(&bytes[..], decoder_dictionary())
+                .and_then(|mut decoder| decoder.read_to_end(&mut out))
+                .map_err(|e| corrupt(id, e))?;
+            Ok(out)
+        }
         other => Err(DbError::Other(format!(
             "usage_data_raw {id}: unknown encoding `{other}`"
         ))),
@@ -218,4 +250,29 @@ pub fn list_export_page(
             },
         )
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FULL: &[u8] = include_bytes!("../../../tests/fixtures/payload_18.9.0_generated.json");
+
+    #[test]
+    fn every_encoding_reads_back_the_bytes_as_received() {
+        let stored = RawPayload::compress(FULL);
+        assert_eq!(stored.encoding, RawEncoding::ZstdDict1);
+        assert!(
+            stored.bytes.len() < FULL.len() / 6,
+            "{}",
+            stored.bytes.len()
+        );
+        assert_eq!(stored.decompress().unwrap(), FULL);
+        let plain = zstd::bulk::compress(FULL, ZSTD_LEVEL).unwrap();
+        assert!(stored.bytes.len() < plain.len(), "the dictionary helps");
+        assert_eq!(decode(1, "zstd", plain).unwrap(), FULL);
+        assert_eq!(decode(1, "identity", FULL.to_vec()).unwrap(), FULL);
+        assert!(decode(1, "zstd-d1", b"not zstd".to_vec()).is_err());
+        assert!(decode(1, "brotli", FULL.to_vec()).is_err());
+    }
 }
