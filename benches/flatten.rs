@@ -4,7 +4,7 @@
 //! a busy machine then do not inflate the figure) and in wall time.
 
 use serde_json::Value;
-use version_app::domain::payload::{flatten, parse_payload, PayloadLimits};
+use version_app::domain::payload::{parse_payload, PayloadLimits};
 
 const PAYLOAD_18_9: &[u8] = include_bytes!("../tests/fixtures/payload_18.9.0_generated.json");
 
@@ -44,7 +44,6 @@ fn main() {
 
     let rounds = 300;
     let limits = PayloadLimits::default();
-    let value: Value = serde_json::from_slice(PAYLOAD_18_9).unwrap();
     let leaves = parse_payload(PAYLOAD_18_9, &limits).unwrap().metrics.len();
     let report = |label: &str, (wall, cpu): (f64, Option<f64>)| {
         let cpu = cpu.map_or_else(String::new, |cpu| format!(", {cpu:.0} µs CPU"));
@@ -73,12 +72,6 @@ fn main() {
             std::hint::black_box(
                 serde_json::from_slice::<serde::de::IgnoredAny>(PAYLOAD_18_9).unwrap(),
             );
-        }),
-    );
-    report(
-        "flatten(&Value) alone (walk + sort)",
-        measure(rounds, || {
-            std::hint::black_box(flatten(&value, &limits).unwrap());
         }),
     );
 }

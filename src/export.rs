@@ -7,7 +7,8 @@ use std::io::Write;
 
 use chrono::{NaiveDate, NaiveDateTime};
 
-use crate::db::models::usage_data::{self, ExportRow};
+use crate::db::models::usage_data;
+use crate::db::models::usage_data_raw::{self, ExportRow};
 use crate::db::AnyConnection;
 use crate::domain::csv_safe::neutralise;
 
@@ -120,7 +121,7 @@ fn for_each_page(
 ) -> anyhow::Result<()> {
     let mut after_id = 0;
     loop {
-        let page = usage_data::list_export_page(conn, from, to, after_id, PAGE, with_payload)?;
+        let page = usage_data_raw::list_export_page(conn, from, to, after_id, PAGE, with_payload)?;
         let Some(last) = page.last() else {
             return Ok(());
         };

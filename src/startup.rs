@@ -104,7 +104,7 @@ impl Application {
             settings.check_buffer_max_keys,
             Duration::from_millis(settings.check_flush_interval_ms),
         ));
-        let ingest = Ingest::start(db.clone(), releases.clone(), &settings);
+        let ingest = Ingest::start(db.clone(), releases.clone(), &settings, metrics.registry());
         ingest.register_jobs(&jobs, &settings);
         let console = crate::console::ConsoleState::new(&settings, &metrics);
         let state = web::Data::new(AppState {

@@ -5,12 +5,15 @@
 //! written once against [`AnyConnection`] with the [`with_conn!`](crate::with_conn) macro,
 //! which compiles the same block for each backend.
 
+mod json_text;
 pub mod locks;
 pub mod models;
 pub mod schema;
 pub mod write_tx;
 
 pub use write_tx::WriteTransaction;
+
+pub use json_text::JsonText;
 
 use diesel::connection::SimpleConnection;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
@@ -51,6 +54,41 @@ macro_rules! with_conn {
             }
         }
     };
+}
+
+impl AnyConnection {
+    /// Runs `f` in one transaction (committed when it returns `Ok`, rolled back otherwise), so
+    /// model functions taking `&mut AnyConnection` can be composed into one atomic write.
+    pub fn transaction<T>(
+        &mut self,
+        f: impl FnOnce(&mut AnyConnection) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
+        use diesel::connection::{AnsiTransactionManager, TransactionManager};
+        // SQLite: BEGIN IMMEDIATE takes the write lock up front, where busy_timeout applies,
+        // so writers of two processes queue instead of failing a lock upgrade (write_tx.rs).
+        match self {
+            AnyConnection::Sqlite(c) => {
+                AnsiTransactionManager::begin_transaction_sql(&mut **c, "BEGIN IMMEDIATE")?;
+            }
+            AnyConnection::Postgres(c) => AnsiTransactionManager::begin_transaction(&mut **c)?,
+        }
+        match f(self) {
+            Ok(value) => {
+                with_conn!(&mut *self, |c| AnsiTransactionManager::commit_transaction(
+                    c
+                ))?;
+                Ok(value)
+            }
+            Err(err) => {
+                // The first error is the one worth reporting; a failed rollback also leaves
+                // the connection broken, which the pool notices on its next checkout.
+                let _ = with_conn!(&mut *self, |c| {
+                    AnsiTransactionManager::rollback_transaction(c)
+                });
+                Err(err)
+            }
+        }
+    }
 }
 
 /// Why the store could not do what was asked.

@@ -184,6 +184,8 @@ diesel::table! {
         usage_data_id -> BigInt,
         /// The JSON bytes.
         payload -> Binary,
+        /// `identity` (the bytes as received) or `zstd` (compressed).
+        encoding -> Text,
     }
 }
 
@@ -206,6 +208,8 @@ diesel::table! {
         usage_data_id -> BigInt,
         /// The value as sent (special values included).
         value -> Double,
+        /// The exact value of an integer or boolean (0/1) leaf; NULL for a float.
+        value_int -> Nullable<BigInt>,
     }
 }
 

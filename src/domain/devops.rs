@@ -737,18 +737,8 @@ impl ConvIndex {
 
     /// As a JSON object, e.g. to embed as `{"conv_index": …}`.
     pub fn to_json_map(&self) -> serde_json::Map<String, serde_json::Value> {
-        let mut map = serde_json::Map::new();
+        let mut map = ConvScores(self.features).to_json_map();
         map.insert("usage_data_id".to_owned(), self.usage_data_id.into());
-        for feature in Feature::ALL {
-            let numbers = self.feature(feature);
-            for (prefix, value) in [
-                ("leader", numbers.leader),
-                ("instance", numbers.instance),
-                ("percentage", numbers.percentage),
-            ] {
-                map.insert(format!("{prefix}_{feature}"), json_number(value));
-            }
-        }
         map
     }
 }
@@ -781,21 +771,36 @@ fn sanitize(value: f64) -> f64 {
     }
 }
 
-/// Builds the `conv_index` answer from an instance's scores and the cached leaders.
+/// The 30 numbers of a `conv_index` without its `usage_data_id`: what is stored beside a
+/// submission and answered again, unchanged, when the payload is re-delivered.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ConvScores(pub [FeatureIndex; 10]);
+
+impl ConvScores {
+    /// As a JSON object keyed `leader_X`, `instance_X`, `percentage_X`.
+    pub fn to_json_map(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut map = serde_json::Map::new();
+        for feature in Feature::ALL {
+            let numbers = self.0[feature.index()];
+            for (prefix, value) in [
+                ("leader", numbers.leader),
+                ("instance", numbers.instance),
+                ("percentage", numbers.percentage),
+            ] {
+                map.insert(format!("{prefix}_{feature}"), json_number(value));
+            }
+        }
+        map
+    }
+}
+
+/// The per-feature numbers of the answer, from an instance's scores and the cached leaders.
 ///
 /// Per feature: `instance_X` is the instance score or `0`; `leader_X` is the cached leader,
 /// or the instance's own score when there were too few peers; `percentage_X` is
 /// `min(100, 100 × instance_X / leader_X)`, or `0` when the leader is `0`.
-pub fn conv_index(
-    usage_data_id: i64,
-    instance: &FeatureScores,
-    leaders: &FeatureScores,
-) -> ConvIndex {
-    debug_assert!(
-        usage_data_id > 0,
-        "GitLab rejects a non-positive usage_data_id"
-    );
-    let features = Feature::ALL.map(|feature| {
+pub fn conv_scores(instance: &FeatureScores, leaders: &FeatureScores) -> ConvScores {
+    ConvScores(Feature::ALL.map(|feature| {
         let mine = sanitize(instance.get(feature).unwrap_or(0.0));
         let leader = sanitize(leaders.get(feature).unwrap_or(mine));
         let percentage = if leader > 0.0 {
@@ -808,10 +813,23 @@ pub fn conv_index(
             instance: mine,
             percentage,
         }
-    });
+    }))
+}
+
+/// Builds the `conv_index` answer from an instance's scores and the cached leaders (see
+/// [`conv_scores`]).
+pub fn conv_index(
+    usage_data_id: i64,
+    instance: &FeatureScores,
+    leaders: &FeatureScores,
+) -> ConvIndex {
+    debug_assert!(
+        usage_data_id > 0,
+        "GitLab rejects a non-positive usage_data_id"
+    );
     ConvIndex {
         usage_data_id,
-        features,
+        features: conv_scores(instance, leaders).0,
     }
 }
 

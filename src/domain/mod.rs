@@ -8,5 +8,7 @@ pub mod devops;
 pub mod input_rules;
 pub mod payload;
 pub mod release;
+pub mod submission_score;
 pub mod verdict;
 pub mod version;
+pub mod version_status;

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::db::models::version_checks::{self, VersionStatus};
 use crate::db::{Db, DbError};
 use crate::domain::version::Version;
+use crate::domain::version_status::version_facts;
 use crate::jobs::Jobs;
 use crate::metrics::Metrics;
 use crate::snapshot::Releases;
@@ -141,7 +142,10 @@ impl Flusher {
                 continue;
             }
             if let Ok(version) = Version::parse(&row.version) {
-                fresh.push(VersionStatus::compute(&table, &version));
+                fresh.push(VersionStatus::stamped(
+                    version_facts(&table, &version),
+                    chrono::Utc::now().naive_utc(),
+                ));
             }
         }
         fresh.sort_by(|a, b| a.version.cmp(&b.version));

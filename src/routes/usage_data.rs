@@ -18,7 +18,7 @@ use crate::db::models::usage_ping::{
 };
 use crate::domain::payload::{PayloadError, PayloadSummary};
 use crate::error::{ApiError, RETRY_AFTER_SECS};
-use crate::ingest::{decode_payload, new_submission, DecodeError};
+use crate::ingest::{decode_payload, decode_reason, new_submission, DecodeError};
 use crate::routes::body::{BodyError, BodyFailure, BodyTicket};
 use crate::routes::client::client_country;
 use crate::state::AppState;
@@ -70,7 +70,10 @@ pub async fn receive(
     };
     match mime {
         Some(m) if m.type_() == "multipart" && m.subtype() == "form-data" => {
-            upload(req, body, state).await
+            let mut reason = None;
+            let response = upload(req, body, state.clone(), &mut reason).await;
+            count_upload(&state, response.status(), reason);
+            response
         }
         // GitLab always sends application/json; a missing header is read as JSON too.
         Some(m) if m.subtype() == "json" || m.suffix().is_some_and(|s| s == "json") => {
@@ -100,16 +103,35 @@ async fn receive_json_counted(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let counted = state.clone();
-    receive_json(req, body, state).await.unwrap_or_else(|err| {
-        count_refusal(&counted, &err);
-        error_response(err)
-    })
+    let mut reason = None;
+    receive_json(req, body, state, &mut reason)
+        .await
+        .unwrap_or_else(|err| {
+            count_refusal(&counted, &err, reason);
+            let metrics = &counted.ingest.metrics;
+            metrics.count_refused(SubmissionSource::Automatic, &err, reason);
+            error_response(err)
+        })
+}
+
+/// Counts an upload that was not stored, by the status its form page got.
+fn count_upload(state: &AppState, status: StatusCode, reason: Option<&'static str>) {
+    let err = match status {
+        StatusCode::CREATED => return, // counted as stored or duplicate
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(String::new()),
+        StatusCode::SERVICE_UNAVAILABLE => ApiError::Unavailable,
+        status if status.is_server_error() => ApiError::Internal(String::new()),
+        _ => ApiError::BadRequest(String::new()),
+    };
+    let metrics = &state.ingest.metrics;
+    metrics.count_refused(SubmissionSource::Manual, &err, reason);
 }
 
 async fn receive_json(
     req: HttpRequest,
     body: web::Payload,
     state: web::Data<AppState>,
+    reason: &mut Option<&'static str>,
 ) -> Result<HttpResponse, ApiError> {
     let settings = &state.settings;
     let limit = settings.ingest_max_body_bytes;
@@ -132,18 +154,30 @@ async fn receive_json(
     };
     // The body first, under its deadline and the byte budget, then admission: a slow or
     // stalled sender holds only the bytes it has sent, never an admission slot (issue 8).
-    let read = state
-        .body
-        .read(body, limit, true)
-        .await
-        .map_err(|err| body_error(err, limit))?;
+    let read = state.body.read(body, limit, true).await.map_err(|err| {
+        if matches!(err, BodyError::Cut(BodyFailure::Busy, _)) {
+            *reason = Some("body_budget");
+        }
+        body_error(err, limit)
+    })?;
     let bytes = read.bytes.clone();
-    let _permit = state.ingest.admit().await?;
+    let _permit = state
+        .ingest
+        .admit()
+        .await
+        .inspect_err(|_| *reason = Some("saturated"))?;
     let max_decompressed = settings.ingest_max_decompressed_bytes;
     let limits = state.ingest.limits;
-    let (parsed, raw) = web::block(move || decode_payload(bytes, gzip, max_decompressed, &limits))
+    let body_len = bytes.len();
+    let decoded = web::block(move || decode_payload(bytes, gzip, max_decompressed, &limits))
         .await
-        .map_err(|e| ApiError::Internal(format!("decode task failed: {e}")))??;
+        .map_err(|e| ApiError::Internal(format!("decode task failed: {e}")))?;
+    let (parsed, raw) = decoded.inspect_err(|err| {
+        *reason = Some(decode_reason(err));
+        state.ingest.metrics.count_bytes(body_len, 0, 0);
+    })?;
+    let metrics = &state.ingest.metrics;
+    metrics.count_bytes(body_len, raw.original_len, raw.bytes.len());
     let summary = parsed.summary.clone();
     let stored = state
         .ingest
@@ -154,7 +188,7 @@ async fn receive_json(
             country(&req, &state),
         ))
         .await?;
-    log_stored(&summary, &stored, SubmissionSource::Automatic);
+    log_stored(&state, &summary, &stored, SubmissionSource::Automatic);
     Ok(HttpResponse::Created().json(json!({ "conv_index": stored.conv_index() })))
 }
 
@@ -174,12 +208,12 @@ fn body_error(err: BodyError, limit: usize) -> ApiError {
     }
 }
 
-/// Counts a Service Ping refused with 503 under its cause.
-fn count_refusal(state: &AppState, err: &ApiError) {
-    let cause = match err {
-        ApiError::Busy(message) if message.starts_with("ingest is at capacity") => "admission_full",
-        ApiError::Busy(_) => "body_budget",
-        ApiError::Unavailable => "store_unavailable",
+/// Counts a Service Ping refused with 503 under its cause (the reason the handler noted).
+fn count_refusal(state: &AppState, err: &ApiError, reason: Option<&str>) {
+    let cause = match (err, reason) {
+        (ApiError::Busy(_), Some("saturated")) => "admission_full",
+        (ApiError::Busy(_), _) => "body_budget",
+        (ApiError::Unavailable, _) => "store_unavailable",
         _ => return,
     };
     state.body.ingest_refused.with_label_values(&[cause]).inc();
@@ -189,7 +223,13 @@ fn too_large(limit: usize) -> ApiError {
     ApiError::PayloadTooLarge(format!("the body exceeds {limit} bytes"))
 }
 
-fn log_stored(summary: &PayloadSummary, stored: &StoredSubmission, source: SubmissionSource) {
+fn log_stored(
+    state: &AppState,
+    summary: &PayloadSummary,
+    stored: &StoredSubmission,
+    source: SubmissionSource,
+) {
+    state.ingest.metrics.count_stored(source, stored.duplicate);
     tracing::info!(
         usage_data.id = stored.usage_data_id,
         usage_data.duplicate = stored.duplicate,
@@ -281,7 +321,12 @@ fn upload_message(err: &DecodeError) -> String {
     }
 }
 
-async fn upload(req: HttpRequest, body: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+async fn upload(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+    reason: &mut Option<&'static str>,
+) -> HttpResponse {
     let limit = state.settings.ingest_max_body_bytes;
     let too_large = format!("The file is too large: the limit is {} MB.", max_mb(&state));
     // The multipart envelope adds a few hundred bytes around the file.
@@ -357,6 +402,7 @@ async fn upload(req: HttpRequest, body: web::Payload, state: web::Data<AppState>
     let _permit = match state.ingest.admit().await {
         Ok(permit) => permit,
         Err(_) => {
+            *reason = Some("saturated");
             return form_error(
                 &state,
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -366,10 +412,13 @@ async fn upload(req: HttpRequest, body: web::Payload, state: web::Data<AppState>
     };
     let limits = state.ingest.limits;
     let max_decompressed = state.settings.ingest_max_decompressed_bytes;
+    let body_len = bytes.len();
     let decoded = web::block(move || decode_payload(bytes, false, max_decompressed, &limits)).await;
     let (parsed, raw) = match decoded {
         Ok(Ok(decoded)) => decoded,
         Ok(Err(err)) => {
+            *reason = Some(decode_reason(&err));
+            state.ingest.metrics.count_bytes(body_len, 0, 0);
             let status = match err {
                 DecodeError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
                 _ => StatusCode::BAD_REQUEST,
@@ -378,11 +427,13 @@ async fn upload(req: HttpRequest, body: web::Payload, state: web::Data<AppState>
         }
         Err(err) => return error_response(ApiError::Internal(format!("decode failed: {err}"))),
     };
+    let metrics = &state.ingest.metrics;
+    metrics.count_bytes(body_len, raw.original_len, raw.bytes.len());
     let summary = parsed.summary.clone();
     let submission = new_submission(parsed, raw, SubmissionSource::Manual, country(&req, &state));
     match state.ingest.submit(submission).await {
         Ok(stored) => {
-            log_stored(&summary, &stored, SubmissionSource::Manual);
+            log_stored(&state, &summary, &stored, SubmissionSource::Manual);
             html(
                 StatusCode::CREATED,
                 UploadResult {
@@ -467,7 +518,17 @@ pub async fn receive_error(
     body: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (text, error) = read_report(&state, body, "error").await?;
+    let result = store_error_report(body, &state).await;
+    let metrics = &state.ingest.metrics;
+    metrics.count_report("errors", result.as_ref().map(|_| ()));
+    result
+}
+
+async fn store_error_report(
+    body: web::Payload,
+    state: &AppState,
+) -> Result<HttpResponse, ApiError> {
+    let (text, error) = read_report(state, body, "error").await?;
     let new = NewUsagePingError {
         uuid: text_field(&error, "uuid")?,
         unique_instance_id: text_field(&error, "unique_instance_id")?,
@@ -510,7 +571,17 @@ pub async fn receive_metadata(
     body: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (text, metadata) = read_report(&state, body, "metadata").await?;
+    let result = store_metadata_report(body, &state).await;
+    let metrics = &state.ingest.metrics;
+    metrics.count_report("metadata", result.as_ref().map(|_| ()));
+    result
+}
+
+async fn store_metadata_report(
+    body: web::Payload,
+    state: &AppState,
+) -> Result<HttpResponse, ApiError> {
+    let (text, metadata) = read_report(state, body, "metadata").await?;
     let entries = match metadata.get("metrics") {
         Some(Value::Array(entries)) => entries,
         Some(_) => {

@@ -10,6 +10,7 @@ use version_app::db::AnyConnection;
 use version_app::domain::csv_import::parse_releases_csv;
 use version_app::domain::verdict::ReleaseTable;
 use version_app::domain::version::Version;
+use version_app::domain::version_status::version_facts;
 use version_app::recorder::CheckCount;
 use version_app::startup::BUNDLED_RELEASES_CSV;
 use version_app::with_conn;
@@ -67,7 +68,10 @@ fn seed(conn: &mut AnyConnection) {
     rows.sort_by(|a, b| (a.day, &a.host, &a.version).cmp(&(b.day, &b.host, &b.version)));
     let statuses: Vec<VersionStatus> = ["17.9.1", "19.0.3", "19.1.0", "19.1.1"]
         .iter()
-        .map(|v| VersionStatus::compute(&table, &Version::parse(v).unwrap()))
+        .map(|v| {
+            let facts = version_facts(&table, &Version::parse(v).unwrap());
+            VersionStatus::stamped(facts, chrono::Utc::now().naive_utc())
+        })
         .collect();
     // One batch per day, as flushes would.
     let mut days: Vec<_> = rows.iter().map(|r| r.day).collect();

@@ -322,3 +322,63 @@ async fn every_query_in_the_analysts_doc_runs_and_answers_correctly() {
         assert_eq!(got, expected_vulnerable, "{vulnerable:?}");
     });
 }
+
+#[derive(QueryableByName, Debug, PartialEq)]
+struct ExactPoint {
+    #[diesel(sql_type = Double)]
+    value: f64,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    value_int: Option<i64>,
+}
+
+#[tokio::test]
+async fn the_metric_history_query_gives_integers_exactly_and_floats_as_floats() {
+    let queries = doc_queries();
+    let app = TestApp::spawn().await;
+    // 2^53 + 1 is the first integer a double cannot hold.
+    let big: i64 = (1 << 53) + 1;
+    for (at, id, ratio) in [
+        ("2026-02-02T10:00:00Z", big, 0.5),
+        ("2026-02-09T10:00:00Z", i64::MAX, 0.25),
+    ] {
+        let body = minimal_with(json!({
+            "uuid": "exact", "recorded_at": at,
+            "database": {"pg_system_id": id}, "topology": {"query_apdex_weekly_average": ratio}
+        }));
+        assert_eq!(post_json(&app, body).await.status(), 201);
+    }
+    let db = app.store();
+    let mut conn = db.get().unwrap();
+    version_app::with_conn!(&mut conn, |c| {
+        let load = |c: &mut _, key: &str| -> Vec<ExactPoint> {
+            diesel::sql_query(bind(
+                &queries["instance_metric_history"],
+                &[("key_path", key), ("instance", "exact")],
+            ))
+            .load(c)
+            .unwrap()
+        };
+        let ids = load(c, "database.pg_system_id");
+        assert_eq!(
+            ids.iter().map(|p| p.value_int).collect::<Vec<_>>(),
+            [Some(big), Some(i64::MAX)]
+        );
+        // The double beside it is the nearest one, not the exact value.
+        assert_eq!(ids[0].value, big as f64);
+        assert_ne!(ids[0].value as i64, big);
+        let ratios = load(c, "topology.query_apdex_weekly_average");
+        assert_eq!(
+            ratios,
+            [
+                ExactPoint {
+                    value: 0.5,
+                    value_int: None
+                },
+                ExactPoint {
+                    value: 0.25,
+                    value_int: None
+                }
+            ]
+        );
+    });
+}

@@ -4,6 +4,7 @@ use crate::helpers::{TestApp, TestDb};
 use diesel::prelude::*;
 use serde_json::{json, Value};
 use std::io::Write;
+use version_app::db::models::usage_data_raw as raw_model;
 use version_app::db::schema::{metric_keys, usage_data, usage_data_metrics, usage_data_raw};
 use version_app::domain::payload::{parse_payload, PayloadLimits};
 
@@ -100,13 +101,10 @@ async fn full_payload_is_stored_verbatim_summarised_and_flattened() {
 
     let db = app.store();
     let mut conn = db.get().unwrap();
+    // Stored compressed; the model's read gives back the bytes as received.
+    let raw = raw_model::find_raw_payload(&mut conn, id).unwrap().unwrap();
+    assert_eq!(raw, FULL, "raw payload kept byte for byte");
     version_app::with_conn!(&mut conn, |c| {
-        let raw: Vec<u8> = usage_data_raw::table
-            .filter(usage_data_raw::usage_data_id.eq(id))
-            .select(usage_data_raw::payload)
-            .first(c)
-            .unwrap();
-        assert_eq!(raw, FULL, "raw payload kept byte for byte");
         let (uuid, hostname, version, edition, source, country, count): SummaryRow =
             usage_data::table
                 .find(id)
@@ -197,10 +195,11 @@ async fn gzip_bodies_are_decoded_and_the_json_kept() {
     assert_eq!(response.status(), 201);
     let db = app.store();
     let mut conn = db.get().unwrap();
-    let raw: Vec<u8> = version_app::with_conn!(&mut conn, |c| usage_data_raw::table
-        .select(usage_data_raw::payload)
+    let id: i64 = version_app::with_conn!(&mut conn, |c| usage_data::table
+        .select(usage_data::id)
         .first(c)
         .unwrap());
+    let raw = raw_model::find_raw_payload(&mut conn, id).unwrap().unwrap();
     assert_eq!(raw, FULL);
 }
 
@@ -487,6 +486,61 @@ async fn country_follows_the_trusted_proxy_setting_like_the_version_check() {
             countries,
             [Some(expected.to_string())],
             "trust_forwarded_for = {trust}"
+        );
+    }
+}
+
+/// `(value, value_int)` of one key path of submission `id`.
+fn stored_value(app: &TestApp, id: i64, key: &str) -> (f64, Option<i64>) {
+    let db = app.store();
+    let mut conn = db.get().unwrap();
+    version_app::with_conn!(&mut conn, |c| usage_data_metrics::table
+        .inner_join(metric_keys::table.on(metric_keys::id.eq(usage_data_metrics::key_id)))
+        .filter(metric_keys::key_path.eq(key))
+        .filter(usage_data_metrics::usage_data_id.eq(id))
+        .select((usage_data_metrics::value, usage_data_metrics::value_int))
+        .first(c)
+        .unwrap())
+}
+
+#[tokio::test]
+async fn integers_are_stored_exactly_booleans_as_0_1_and_floats_as_floats() {
+    let app = TestApp::spawn().await;
+    let body = minimal_with(json!({
+        "uuid": "exact-values",
+        "database": {"pg_system_id": 6842684531675334351_i64},
+        "exact_flag": true,
+        "exact_off": false,
+        "exact_ratio": 0.25,
+        "exact_whole_float": 3.0,
+    }));
+    let response = post_json(&app, body).await;
+    assert_eq!(response.status(), 201);
+    let answer: Value = response.json().await.unwrap();
+    let id = answer["conv_index"]["usage_data_id"].as_i64().unwrap();
+    let (double, exact) = stored_value(&app, id, "database.pg_system_id");
+    assert_eq!(exact, Some(6_842_684_531_675_334_351));
+    assert_eq!(double, 6_842_684_531_675_334_351_i64 as f64);
+    assert_eq!(stored_value(&app, id, "exact_flag"), (1.0, Some(1)));
+    assert_eq!(stored_value(&app, id, "exact_off"), (0.0, Some(0)));
+    assert_eq!(stored_value(&app, id, "exact_ratio"), (0.25, None));
+    assert_eq!(stored_value(&app, id, "exact_whole_float"), (3.0, None));
+}
+
+#[tokio::test]
+async fn a_redelivery_gets_the_byte_identical_answer() {
+    let app = TestApp::spawn().await;
+    for body in [FULL.to_vec(), minimal_with(json!({"uuid": "same-bytes"}))] {
+        let first = post_json(&app, body.clone()).await;
+        assert_eq!(first.status(), 201);
+        let first = first.bytes().await.unwrap();
+        let again = post_json(&app, body).await;
+        assert_eq!(again.status(), 201);
+        let again = again.bytes().await.unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&first),
+            String::from_utf8_lossy(&again),
+            "the re-delivery is answered with the same bytes"
         );
     }
 }

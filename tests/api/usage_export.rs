@@ -89,3 +89,65 @@ async fn export_streams_a_date_range_as_ndjson_and_csv() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("`yesterday` is not a date"));
 }
+
+#[tokio::test]
+async fn payloads_are_stored_compressed_and_rows_from_before_compression_export_unchanged() {
+    use diesel::prelude::*;
+    use version_app::db::schema::usage_data_raw;
+    let app = TestApp::spawn().await;
+    assert_eq!(post_json(&app, FULL.to_vec()).await.status(), 201);
+    let legacy = minimal_with(json!({"uuid": "legacy", "recorded_at": "2026-01-10T00:00:00Z"}));
+    let answer: Value = post_json(&app, legacy.clone()).await.json().await.unwrap();
+    let legacy_id = answer["conv_index"]["usage_data_id"].as_i64().unwrap();
+    let db = app.store();
+    let mut conn = db.get().unwrap();
+    version_app::with_conn!(&mut conn, |c| {
+        let stored: Vec<(String, i64)> = usage_data_raw::table
+            .select((
+                usage_data_raw::encoding,
+                diesel::dsl::sql::<diesel::sql_types::BigInt>("CAST(LENGTH(payload) AS BIGINT)"),
+            ))
+            .order(usage_data_raw::usage_data_id)
+            .load(c)
+            .unwrap();
+        assert_eq!(stored[0].0, "zstd-d1");
+        assert!(
+            (stored[0].1 as usize) < FULL.len() / 5,
+            "the full payload takes {} of {} bytes",
+            stored[0].1,
+            FULL.len()
+        );
+        // A row written before compression came in: the bytes as received, `identity`.
+        diesel::update(usage_data_raw::table.find(legacy_id))
+            .set((
+                usage_data_raw::payload.eq(&legacy),
+                usage_data_raw::encoding.eq("identity"),
+            ))
+            .execute(c)
+            .unwrap();
+    });
+    let output = run_cli(
+        &app.settings.database_url.clone(),
+        &[
+            "export",
+            "--from",
+            "2026-01-01",
+            "--to",
+            "2026-02-01",
+            "--format",
+            "ndjson",
+        ],
+        &[],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<&[u8]> = output
+        .stdout
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(lines, [FULL, legacy.as_slice()]);
+}

@@ -55,13 +55,16 @@ async fn an_upload_stores_what_an_automatic_post_stores_with_source_manual() {
     assert!(page.contains(&format!(">{metrics}<")), "metrics read shown");
     let db = app.store();
     let mut conn = db.get().unwrap();
-    let (id, source, raw): (i64, String, Vec<u8>) = version_app::with_conn!(&mut conn, |c| {
+    let (id, source): (i64, String) = version_app::with_conn!(&mut conn, |c| {
         usage_data::table
             .inner_join(usage_data_raw::table)
-            .select((usage_data::id, usage_data::source, usage_data_raw::payload))
+            .select((usage_data::id, usage_data::source))
             .first(c)
             .unwrap()
     });
+    let raw = version_app::db::models::usage_data_raw::find_raw_payload(&mut conn, id)
+        .unwrap()
+        .unwrap();
     assert_eq!(source, "manual");
     assert_eq!(raw, FULL);
     assert!(page.contains(&format!("id=\"usage-data-id\">{id}<")));

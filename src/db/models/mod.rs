@@ -4,5 +4,6 @@ pub mod console;
 pub mod releases;
 pub mod tokens;
 pub mod usage_data;
+pub mod usage_data_raw;
 pub mod usage_ping;
 pub mod version_checks;

@@ -7,14 +7,15 @@
 //! shared by the group.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::RwLock;
+use std::sync::{RwLock, RwLockReadGuard};
 
 use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
 
-use crate::db::schema::{metric_keys, usage_data, usage_data_metrics, usage_data_raw};
-use crate::db::{AnyConnection, DbError, WriteTransaction};
-use crate::domain::devops::{self, FeatureScores, ScoreMapping};
+use crate::db::models::usage_data_raw::RawPayload;
+use crate::db::schema::{metric_keys, usage_data, usage_data_metrics};
+use crate::db::{AnyConnection, DbError, JsonText};
+use crate::domain::devops::FeatureScores;
 use crate::domain::payload::{FlatMetrics, PayloadSummary};
 use crate::with_conn;
 
@@ -49,8 +50,8 @@ pub struct NewSubmission {
     pub summary: PayloadSummary,
     /// Every numeric/boolean leaf.
     pub metrics: FlatMetrics,
-    /// The JSON bytes as the instance produced them.
-    pub raw: Vec<u8>,
+    /// The JSON bytes as the instance produced them, ready to store.
+    pub raw: RawPayload,
     /// Automatic or manual.
     pub source: SubmissionSource,
     /// Sender's country code, when GeoIP is configured.
@@ -63,7 +64,7 @@ pub struct StoredSubmission {
     /// `usage_data.id`.
     pub usage_data_id: i64,
     /// The 30 DevOps-score floats (without `usage_data_id`), as answered the first time.
-    pub scores: serde_json::Map<String, serde_json::Value>,
+    pub scores: ScoresJson,
     /// Metric rows stored for it.
     pub metrics_count: i64,
     /// True when this was a re-delivery of an already stored payload.
@@ -95,6 +96,11 @@ impl KeyDictionary {
             .expect("key dictionary lock")
             .get(key)
             .copied()
+    }
+
+    /// Every cached id, for building a group's metric rows under one lock.
+    pub fn ids(&self) -> RwLockReadGuard<'_, HashMap<String, i64>> {
+        self.ids.read().expect("key dictionary lock")
     }
 
     /// Makes sure every key in `metrics` has an id, inserting new key paths in their own
@@ -136,25 +142,6 @@ impl KeyDictionary {
     }
 }
 
-/// The stored answer for (uuid, recorded_at), if that payload was stored already. A macro,
-/// not a function, so it compiles inside [`with_conn!`] for each backend.
-macro_rules! find_stored {
-    ($c:expr, $uuid:expr, $recorded_at:expr) => {
-        usage_data::table
-            .filter(usage_data::uuid.eq($uuid))
-            .filter(usage_data::recorded_at.eq($recorded_at))
-            .select((
-                usage_data::id,
-                usage_data::metrics_count,
-                usage_data::conv_index,
-            ))
-            .first::<(i64, i64, String)>($c)
-            .optional()?
-            .map(stored_from_row)
-            .transpose()?
-    };
-}
-
 #[derive(Insertable)]
 #[diesel(table_name = usage_data)]
 struct NewUsageData<'a> {
@@ -184,11 +171,29 @@ struct NewUsageData<'a> {
     source: &'a str,
     country: Option<&'a str>,
     metrics_count: i64,
-    score_inputs: String,
-    instance_scores: String,
+    score_inputs: JsonText<&'a BTreeMap<String, f64>>,
+    instance_scores: JsonText<&'a FeatureScores>,
     score_previous_id: Option<i64>,
     formula_version: i64,
-    conv_index: String,
+    conv_index: JsonText<&'a ScoresJson>,
+}
+
+/// The conv_index numbers as stored and answered (without `usage_data_id`).
+pub type ScoresJson = serde_json::Map<String, serde_json::Value>;
+
+/// The score columns of a new submission.
+#[derive(Debug, Clone, Copy)]
+pub struct StoredScore<'a> {
+    /// `score_inputs`.
+    pub inputs: &'a BTreeMap<String, f64>,
+    /// `instance_scores`.
+    pub instance: &'a FeatureScores,
+    /// `score_previous_id`.
+    pub previous_id: Option<i64>,
+    /// `formula_version` of the mapping.
+    pub formula_version: i64,
+    /// `conv_index`.
+    pub conv_index: &'a ScoresJson,
 }
 
 /// One metric row.
@@ -201,159 +206,14 @@ pub struct NewMetric {
     pub usage_data_id: i64,
     /// The value.
     pub value: f64,
+    /// The exact value of an integer or boolean leaf.
+    pub value_int: Option<i64>,
 }
 
 /// Monday of the week `at` falls in: a plain date both stores group on.
 pub fn week_start(at: NaiveDateTime) -> NaiveDate {
     let date = at.date();
     date - Duration::days(i64::from(date.weekday().num_days_from_monday()))
-}
-
-/// Stores a group of submissions in ONE transaction and returns one result per submission,
-/// in order. Keys must have been [`KeyDictionary::resolve`]d first. Re-deliveries (same uuid
-/// and recorded_at, also within the group) return the stored id and scores.
-pub fn store_batch(
-    conn: &mut AnyConnection,
-    keys: &KeyDictionary,
-    mapping: &ScoreMapping,
-    leaders: &FeatureScores,
-    batch: &[NewSubmission],
-    received_at: NaiveDateTime,
-) -> Result<Vec<StoredSubmission>, DbError> {
-    let ids = keys.ids.read().expect("key dictionary lock");
-    with_conn!(conn, |c| {
-        c.write_transaction::<_, DbError, _>(|c| {
-            let mut results = Vec::with_capacity(batch.len());
-            let mut rows: Vec<NewMetric> = Vec::new();
-            for submission in batch {
-                let summary = &submission.summary;
-                let recorded_at = summary.recorded_at.naive_utc();
-                if let Some(existing) = find_stored!(c, &summary.uuid, recorded_at) {
-                    results.push(existing);
-                    continue;
-                }
-                // The DevOps score needs the instance's earlier submission for all-time counters.
-                let rule = &mapping.cumulative;
-                let window_start =
-                    recorded_at - Duration::seconds((rule.max_elapsed_days * 86_400.0) as i64);
-                let candidates: Vec<(i64, NaiveDateTime, String)> = usage_data::table
-                    .filter(usage_data::uuid.eq(&summary.uuid))
-                    .filter(usage_data::recorded_at.lt(recorded_at))
-                    .filter(usage_data::recorded_at.ge(window_start))
-                    .select((
-                        usage_data::id,
-                        usage_data::recorded_at,
-                        usage_data::score_inputs,
-                    ))
-                    .load(c)?;
-                let times: Vec<_> = candidates.iter().map(|(_, at, _)| at.and_utc()).collect();
-                let previous = devops::pick_previous(mapping, summary.recorded_at, &times)
-                    .map(|i| &candidates[i]);
-                let previous_inputs: Option<BTreeMap<String, f64>> =
-                    previous.map(|(_, _, inputs)| serde_json::from_str(inputs).unwrap_or_default());
-                let lookup = |key: &str| submission.metrics.get(key);
-                let current = devops::Submission {
-                    metrics: &lookup,
-                    recorded_at: summary.recorded_at,
-                    active_users: summary.active_user_count.map(|n| n as f64),
-                };
-                let earlier = previous
-                    .zip(previous_inputs.as_ref())
-                    .map(|((_, at, _), m)| devops::Submission {
-                        metrics: m,
-                        recorded_at: at.and_utc(),
-                        active_users: None,
-                    });
-                let instance = devops::instance_scores(mapping, &current, earlier.as_ref());
-                let mut scores = devops::conv_index(1, &instance, leaders).to_json_map();
-                scores.remove("usage_data_id");
-                let inputs = devops::extract_inputs(mapping, &lookup);
-
-                let version = summary.version.as_ref();
-                let new_row = NewUsageData {
-                    uuid: &summary.uuid,
-                    unique_instance_id: summary.unique_instance_id.as_deref(),
-                    hostname: summary.hostname.as_deref(),
-                    version_raw: version.map(|v| v.raw.as_str()),
-                    version: version.map(|v| v.normalized.as_str()),
-                    version_major: version.and_then(|v| v.major),
-                    version_minor: version.and_then(|v| v.minor),
-                    version_patch: version.and_then(|v| v.patch),
-                    edition: summary.edition.as_deref(),
-                    installation_type: summary.installation_type.as_deref(),
-                    active_user_count: summary.active_user_count,
-                    historical_max_users: summary.historical_max_users,
-                    license_md5: summary.license_md5.as_deref(),
-                    license_sha256: summary.license_sha256.as_deref(),
-                    license_id: summary.license_id,
-                    license_plan: summary.license_plan.as_deref(),
-                    license_trial: summary.license_trial,
-                    license_expires_at: summary.license_expires_at,
-                    license_user_count: summary.license_user_count,
-                    licensee_name: summary.licensee_name.as_deref(),
-                    recorded_at,
-                    recorded_week: week_start(recorded_at),
-                    received_at,
-                    source: submission.source.as_str(),
-                    country: submission.country.as_deref(),
-                    metrics_count: submission.metrics.len() as i64,
-                    score_inputs: serde_json::to_string(&inputs).expect("map serialises"),
-                    instance_scores: serde_json::to_string(&instance).expect("scores serialise"),
-                    score_previous_id: previous.map(|(id, _, _)| *id),
-                    formula_version: i64::from(mapping.formula_version),
-                    conv_index: serde_json::Value::Object(scores.clone()).to_string(),
-                };
-                // Another process may commit the same payload between our look-up and this
-                // insert: the unique (uuid, recorded_at) key makes the insert a no-op (it
-                // waits for the other transaction), and the row is read back instead.
-                let inserted: Option<i64> = diesel::insert_into(usage_data::table)
-                    .values(&new_row)
-                    .on_conflict_do_nothing()
-                    .returning(usage_data::id)
-                    .get_result(c)
-                    .optional()?;
-                let Some(id) = inserted else {
-                    let existing = find_stored!(c, &summary.uuid, recorded_at)
-                        .ok_or_else(|| DbError::Other("conflicting submission vanished".into()))?;
-                    results.push(existing);
-                    continue;
-                };
-                diesel::insert_into(usage_data_raw::table)
-                    .values((
-                        usage_data_raw::usage_data_id.eq(id),
-                        usage_data_raw::payload.eq(&submission.raw),
-                    ))
-                    .execute(c)?;
-                for metric in submission.metrics.iter() {
-                    let key_id = *ids.get(metric.key).ok_or_else(|| {
-                        DbError::Other(format!("metric key `{}` was not resolved", metric.key))
-                    })?;
-                    rows.push(NewMetric {
-                        key_id,
-                        usage_data_id: id,
-                        value: metric.value,
-                    });
-                }
-                results.push(StoredSubmission {
-                    usage_data_id: id,
-                    scores,
-                    metrics_count: submission.metrics.len() as i64,
-                    duplicate: false,
-                });
-            }
-            let started = std::time::Instant::now();
-            // In primary-key order, each index page of the group is visited once, left to
-            // right, instead of once per payload.
-            rows.sort_unstable_by_key(|row| (row.key_id, row.usage_data_id));
-            insert_metrics(c, &rows)?;
-            tracing::debug!(
-                batch.metric_rows = rows.len(),
-                batch.metrics_ms = started.elapsed().as_secs_f64() * 1000.0,
-                "metric rows written"
-            );
-            Ok(results)
-        })
-    })
 }
 
 /// Writes metric rows the fastest way each store offers.
@@ -395,28 +255,135 @@ impl MetricWriter for PgConnection {
     }
 }
 
-fn insert_metrics(c: &mut impl MetricWriter, rows: &[NewMetric]) -> QueryResult<()> {
-    c.write_metrics(rows)
+/// The stored answer for (uuid, recorded_at), if that payload was stored already.
+pub fn find_stored(
+    conn: &mut AnyConnection,
+    uuid: &str,
+    recorded_at: NaiveDateTime,
+) -> Result<Option<StoredSubmission>, DbError> {
+    let row: Option<(i64, i64, JsonText<ScoresJson>)> = with_conn!(conn, |c| usage_data::table
+        .filter(usage_data::uuid.eq(uuid))
+        .filter(usage_data::recorded_at.eq(recorded_at))
+        .select((
+            usage_data::id,
+            usage_data::metrics_count,
+            usage_data::conv_index,
+        ))
+        .first(c)
+        .optional())?;
+    Ok(
+        row.map(|(id, metrics_count, JsonText(scores))| StoredSubmission {
+            usage_data_id: id,
+            scores,
+            metrics_count,
+            duplicate: true,
+        }),
+    )
 }
 
-/// Parses a stored row back into the answer given the first time.
-fn stored_from_row(
-    (id, metrics_count, conv_index): (i64, i64, String),
-) -> Result<StoredSubmission, DbError> {
-    let scores = match serde_json::from_str(&conv_index) {
-        Ok(serde_json::Value::Object(map)) => map,
-        _ => {
-            return Err(DbError::Other(format!(
-                "usage_data {id}: unreadable conv_index"
-            )))
-        }
+/// An earlier submission of an instance: `(id, recorded_at, score_inputs)`.
+pub type ScoreCandidateRow = (i64, NaiveDateTime, BTreeMap<String, f64>);
+
+/// The instance's submissions recorded in `[from, before)` with their score inputs: the
+/// candidates for the earlier submission the DevOps score compares with. A corrupt
+/// `score_inputs` is an error, never silently an empty map.
+pub fn list_score_candidates(
+    conn: &mut AnyConnection,
+    uuid: &str,
+    from: NaiveDateTime,
+    before: NaiveDateTime,
+) -> Result<Vec<ScoreCandidateRow>, DbError> {
+    type Row = (i64, NaiveDateTime, JsonText<BTreeMap<String, f64>>);
+    let rows: Vec<Row> = with_conn!(conn, |c| usage_data::table
+        .filter(usage_data::uuid.eq(uuid))
+        .filter(usage_data::recorded_at.lt(before))
+        .filter(usage_data::recorded_at.ge(from))
+        .select((
+            usage_data::id,
+            usage_data::recorded_at,
+            usage_data::score_inputs,
+        ))
+        .load(c))?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, at, JsonText(inputs))| (id, at, inputs))
+        .collect())
+}
+
+/// Inserts the summary row of a submission with its score. `None` when a row with the same
+/// (uuid, recorded_at) exists: another writer committed the same payload in between, and
+/// the unique key made this insert a no-op (it waited for the other transaction).
+pub fn insert_submission(
+    conn: &mut AnyConnection,
+    submission: &NewSubmission,
+    score: &StoredScore<'_>,
+    received_at: NaiveDateTime,
+) -> Result<Option<i64>, DbError> {
+    let summary = &submission.summary;
+    let recorded_at = summary.recorded_at.naive_utc();
+    let version = summary.version.as_ref();
+    let row = NewUsageData {
+        uuid: &summary.uuid,
+        unique_instance_id: summary.unique_instance_id.as_deref(),
+        hostname: summary.hostname.as_deref(),
+        version_raw: version.map(|v| v.raw.as_str()),
+        version: version.map(|v| v.normalized.as_str()),
+        version_major: version.and_then(|v| v.major),
+        version_minor: version.and_then(|v| v.minor),
+        version_patch: version.and_then(|v| v.patch),
+        edition: summary.edition.as_deref(),
+        installation_type: summary.installation_type.as_deref(),
+        active_user_count: summary.active_user_count,
+        historical_max_users: summary.historical_max_users,
+        license_md5: summary.license_md5.as_deref(),
+        license_sha256: summary.license_sha256.as_deref(),
+        license_id: summary.license_id,
+        license_plan: summary.license_plan.as_deref(),
+        license_trial: summary.license_trial,
+        license_expires_at: summary.license_expires_at,
+        license_user_count: summary.license_user_count,
+        licensee_name: summary.licensee_name.as_deref(),
+        recorded_at,
+        recorded_week: week_start(recorded_at),
+        received_at,
+        source: submission.source.as_str(),
+        country: submission.country.as_deref(),
+        metrics_count: submission.metrics.len() as i64,
+        score_inputs: JsonText(score.inputs),
+        instance_scores: JsonText(score.instance),
+        score_previous_id: score.previous_id,
+        formula_version: score.formula_version,
+        conv_index: JsonText(score.conv_index),
     };
-    Ok(StoredSubmission {
-        usage_data_id: id,
-        scores,
-        metrics_count,
-        duplicate: true,
-    })
+    Ok(with_conn!(conn, |c| diesel::insert_into(
+        usage_data::table
+    )
+    .values(&row)
+    .on_conflict_do_nothing()
+    .returning(usage_data::id)
+    .get_result(c)
+    .optional())?)
+}
+
+/// Makes commits on this connection durable before they return: on SQLite,
+/// `synchronous = FULL` (pooled connections default to `NORMAL`, which in WAL mode syncs
+/// only at checkpoints, so a power loss could take back a commit already answered 201).
+/// PostgreSQL's commits are durable already (`synchronous_commit = on`). Must run outside a
+/// transaction.
+pub fn make_commits_durable(conn: &mut AnyConnection) -> Result<(), DbError> {
+    if let AnyConnection::Sqlite(c) = conn {
+        use diesel::connection::SimpleConnection;
+        c.batch_execute("PRAGMA synchronous = FULL")?;
+    }
+    Ok(())
+}
+
+/// Writes metric rows the fastest way each store offers: multi-row INSERTs on SQLite, one
+/// binary `COPY` on PostgreSQL. Rows in primary-key order visit each index page of a group
+/// once, left to right, instead of once per payload.
+pub fn insert_metrics(conn: &mut AnyConnection, rows: &[NewMetric]) -> Result<(), DbError> {
+    with_conn!(conn, |c| c.write_metrics(rows))?;
+    Ok(())
 }
 
 /// `instance_X` of each instance's latest submission recorded at or after `since`: the
@@ -425,7 +392,7 @@ pub fn list_latest_scores(
     conn: &mut AnyConnection,
     since: NaiveDateTime,
 ) -> Result<Vec<FeatureScores>, DbError> {
-    let rows: Vec<(String, String)> = with_conn!(conn, |c| usage_data::table
+    let rows: Vec<(String, JsonText<FeatureScores>)> = with_conn!(conn, |c| usage_data::table
         .filter(usage_data::recorded_at.ge(since))
         .order((usage_data::uuid, usage_data::recorded_at.desc()))
         .select((usage_data::uuid, usage_data::instance_scores))
@@ -436,122 +403,10 @@ pub fn list_latest_scores(
         if previous_uuid.as_deref() == Some(uuid.as_str()) {
             continue;
         }
-        if let Ok(scores) = serde_json::from_str::<FeatureScores>(&scores) {
-            latest.push(scores);
-        }
+        latest.push(scores.into_inner());
         previous_uuid = Some(uuid);
     }
     Ok(latest)
-}
-
-/// Deletes the verbatim payloads of submissions received before `cutoff` (the summary and
-/// metric rows stay); returns how many were removed.
-pub fn delete_raw_received_before(
-    conn: &mut AnyConnection,
-    cutoff: NaiveDateTime,
-) -> Result<usize, DbError> {
-    let old = usage_data::table
-        .filter(usage_data::received_at.lt(cutoff))
-        .select(usage_data::id);
-    Ok(with_conn!(conn, |c| diesel::delete(
-        usage_data_raw::table.filter(usage_data_raw::usage_data_id.eq_any(old))
-    )
-    .execute(c))?)
-}
-
-/// One submission as `version-app export` writes it.
-#[derive(Debug, Clone, Queryable)]
-pub struct ExportRow {
-    /// `usage_data.id`.
-    pub id: i64,
-    /// Instance UUID.
-    pub uuid: String,
-    /// Hostname.
-    pub hostname: Option<String>,
-    /// Normalised version.
-    pub version: Option<String>,
-    /// Edition.
-    pub edition: Option<String>,
-    /// Installation type.
-    pub installation_type: Option<String>,
-    /// `recorded_at`.
-    pub recorded_at: NaiveDateTime,
-    /// `automatic` or `manual`.
-    pub source: String,
-    /// The verbatim payload, unless retention removed it.
-    pub payload: Option<Vec<u8>>,
-}
-
-/// Up to `limit` submissions recorded in `[from, to)` with an id above `after_id`, by id:
-/// export pages through a range this way so memory stays bounded by one page.
-pub fn list_export_page(
-    conn: &mut AnyConnection,
-    from: NaiveDateTime,
-    to: NaiveDateTime,
-    after_id: i64,
-    limit: i64,
-    with_payload: bool,
-) -> Result<Vec<ExportRow>, DbError> {
-    let columns = (
-        usage_data::id,
-        usage_data::uuid,
-        usage_data::hostname,
-        usage_data::version,
-        usage_data::edition,
-        usage_data::installation_type,
-        usage_data::recorded_at,
-        usage_data::source,
-    );
-    let range = usage_data::recorded_at
-        .ge(from)
-        .and(usage_data::recorded_at.lt(to))
-        .and(usage_data::id.gt(after_id));
-    type Summary = (
-        i64,
-        String,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        NaiveDateTime,
-        String,
-    );
-    let rows: Vec<(Summary, Option<Vec<u8>>)> = if with_payload {
-        with_conn!(conn, |c| usage_data::table
-            .left_join(usage_data_raw::table)
-            .filter(range)
-            .order(usage_data::id)
-            .limit(limit)
-            .select((columns, usage_data_raw::payload.nullable()))
-            .load(c))?
-    } else {
-        let rows: Vec<Summary> = with_conn!(conn, |c| usage_data::table
-            .filter(range)
-            .order(usage_data::id)
-            .limit(limit)
-            .select(columns)
-            .load(c))?;
-        rows.into_iter().map(|row| (row, None)).collect()
-    };
-    Ok(rows
-        .into_iter()
-        .map(
-            |(
-                (id, uuid, hostname, version, edition, installation_type, recorded_at, source),
-                payload,
-            )| ExportRow {
-                id,
-                uuid,
-                hostname,
-                version,
-                edition,
-                installation_type,
-                recorded_at,
-                source,
-                payload,
-            },
-        )
-        .collect())
 }
 
 /// Ids of the given key paths (unknown paths are left out).

@@ -14,6 +14,7 @@ use crate::db::schema::{hosts, version_checks, version_status};
 use crate::db::{AnyConnection, DbError, WriteTransaction};
 use crate::domain::verdict::ReleaseTable;
 use crate::domain::version::Version;
+use crate::domain::version_status::{version_facts, VersionFacts};
 use crate::with_conn;
 
 /// One aggregated row, as the flush writes it. Text fields are `""` when absent, which is
@@ -138,23 +139,17 @@ pub struct VersionStatus {
 }
 
 impl VersionStatus {
-    /// The verdict of `version` against `table`, stamped now.
-    pub fn compute(table: &ReleaseTable, version: &Version) -> VersionStatus {
-        let verdict = table.verdict(version);
-        let text = version.to_string();
-        let prerelease = text
-            .split_once('-')
-            .map(|(_, pre)| pre.to_owned())
-            .unwrap_or_default();
+    /// The row for `facts`, computed at `computed_at`.
+    pub fn stamped(facts: VersionFacts, computed_at: NaiveDateTime) -> VersionStatus {
         VersionStatus {
-            version: text,
-            major: clamp_i64(version.major()),
-            minor: clamp_i64(version.minor()),
-            patch: clamp_i64(version.patch()),
-            prerelease,
-            severity: verdict.severity.as_str().to_owned(),
-            critical: verdict.critical_vulnerability,
-            computed_at: Utc::now().naive_utc(),
+            version: facts.version,
+            major: facts.major,
+            minor: facts.minor,
+            patch: facts.patch,
+            prerelease: facts.prerelease,
+            severity: facts.severity.as_str().to_owned(),
+            critical: facts.critical,
+            computed_at,
         }
     }
 
@@ -189,11 +184,6 @@ impl VersionStatus {
     fn same_verdict(&self, other: &VersionStatus) -> bool {
         self.severity == other.severity && self.critical == other.critical
     }
-}
-
-/// Version numbers are `u64`; a silly `99999999999999999999.0.0` must not wrap negative.
-fn clamp_i64(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// Host rows of a batch: per hostname, the earliest first and the latest last sighting, and
@@ -346,7 +336,8 @@ pub fn refresh_statuses(conn: &mut AnyConnection, table: &ReleaseTable) -> Resul
             let Ok(version) = Version::parse(&old.version) else {
                 continue;
             };
-            let new = VersionStatus::compute(table, &version);
+            let new =
+                VersionStatus::stamped(version_facts(table, &version), Utc::now().naive_utc());
             if new.same_verdict(old) {
                 continue;
             }

@@ -25,14 +25,22 @@ use crate::config::{Backend, Settings};
 use crate::db::models::usage_data::{
     self, KeyDictionary, NewSubmission, StoredSubmission, SubmissionSource,
 };
+use crate::db::models::usage_data_raw::{self, RawPayload};
 use crate::db::models::version_checks::{self, VersionStatus};
 use crate::db::{AnyConnection, Db, DbError};
 use crate::domain::devops::{self, FeatureScores, ScoreMapping};
 use crate::domain::payload::{self, ParsedPayload, PayloadError, PayloadLimits};
 use crate::domain::version::Version;
+use crate::domain::version_status::version_facts;
 use crate::error::ApiError;
 use crate::jobs::{Jobs, RunScope};
 use crate::snapshot::Releases;
+
+mod metrics;
+mod store;
+
+pub(crate) use metrics::decode_reason;
+pub use metrics::IngestMetrics;
 
 /// Why a body could not be turned into a payload.
 #[derive(Debug, thiserror::Error)]
@@ -61,13 +69,14 @@ impl From<DecodeError> for ApiError {
 }
 
 /// Gunzips (when `gzip`) with a cap on the output, then parses. Returns the parsed payload
-/// and the JSON bytes to keep verbatim. CPU-bound: call on the blocking pool.
+/// and the JSON bytes to keep verbatim, compressed for storage. CPU-bound: call on the
+/// blocking pool.
 pub fn decode_payload(
     body: bytes::Bytes,
     gzip: bool,
     max_decompressed: usize,
     limits: &PayloadLimits,
-) -> Result<(ParsedPayload, Vec<u8>), DecodeError> {
+) -> Result<(ParsedPayload, RawPayload), DecodeError> {
     let json = if gzip {
         let mut out = Vec::with_capacity((body.len() * 8).min(max_decompressed));
         // Reading one byte past the cap tells "exactly at the cap" from "over it" without
@@ -88,7 +97,7 @@ pub fn decode_payload(
     };
     let parsed = payload::parse_payload(&json, limits)?;
     crate::domain::input_rules::check_payload(&parsed).map_err(DecodeError::Invalid)?;
-    Ok((parsed, json))
+    Ok((parsed, RawPayload::compress(&json)))
 }
 
 /// Raw bytes after which a writer stops adding payloads to its group.
@@ -110,12 +119,20 @@ pub struct Ingest {
     pub mapping: Arc<ScoreMapping>,
     /// The cached leaders, recomputed in the background.
     pub leaders: Arc<ArcSwap<FeatureScores>>,
+    /// Ingest counters and histograms in `/metrics`.
+    pub metrics: Arc<IngestMetrics>,
 }
 
 impl Ingest {
     /// Starts the writer threads. They stop once every [`Ingest`] handle is dropped and the
     /// queue is drained, so nothing admitted is lost on shutdown.
-    pub fn start(db: Db, releases: Releases, settings: &Settings) -> Ingest {
+    pub fn start(
+        db: Db,
+        releases: Releases,
+        settings: &Settings,
+        registry: &prometheus::Registry,
+    ) -> Ingest {
+        let metrics = Arc::new(IngestMetrics::new(registry));
         let mapping = Arc::new(ScoreMapping::default());
         let leaders = Arc::new(ArcSwap::from_pointee(FeatureScores::default()));
         let keys = Arc::new(KeyDictionary::default());
@@ -135,6 +152,7 @@ impl Ingest {
                 leaders: leaders.clone(),
                 batch_max: settings.ingest_batch_max.max(1),
                 releases: releases.clone(),
+                metrics: metrics.clone(),
             };
             std::thread::Builder::new()
                 .name(format!("ingest-writer-{n}"))
@@ -151,6 +169,7 @@ impl Ingest {
             },
             mapping,
             leaders,
+            metrics,
         }
     }
 
@@ -180,6 +199,7 @@ impl Ingest {
             .send(Job { submission, reply })
             .await
             .map_err(|_| ApiError::Unavailable)?;
+        self.metrics.queue_depth.inc();
         answer.await.map_err(|_| ApiError::Unavailable)?
     }
 
@@ -203,7 +223,7 @@ impl Ingest {
                 move |ctx| {
                     let cutoff = Utc::now().naive_utc() - chrono::Duration::days(days.into());
                     let deleted =
-                        usage_data::delete_raw_received_before(&mut ctx.db.get()?, cutoff)?;
+                        usage_data_raw::delete_raw_received_before(&mut ctx.db.get()?, cutoff)?;
                     if deleted > 0 {
                         tracing::info!(
                             usage_data.raw_deleted = deleted,
@@ -243,6 +263,7 @@ struct Writer {
     leaders: Arc<ArcSwap<FeatureScores>>,
     batch_max: usize,
     releases: Releases,
+    metrics: Arc<IngestMetrics>,
 }
 
 impl Writer {
@@ -253,14 +274,14 @@ impl Writer {
                 let Some(first) = receiver.blocking_recv() else {
                     return;
                 };
-                let mut bytes = first.submission.raw.len();
+                let mut bytes = first.submission.raw.original_len;
                 let mut batch = vec![first];
                 // Bounded in count and in bytes, so a group of 5 MB bodies does not pile up
                 // bind buffers beside the bodies themselves.
                 while batch.len() < self.batch_max && bytes < BATCH_MAX_BYTES {
                     match receiver.try_recv() {
                         Ok(job) => {
-                            bytes += job.submission.raw.len();
+                            bytes += job.submission.raw.original_len;
                             batch.push(job);
                         }
                         Err(_) => break,
@@ -268,7 +289,12 @@ impl Writer {
                 }
                 batch
             };
+            self.metrics.queue_depth.sub(batch.len() as i64);
+            let busy = std::time::Instant::now();
             self.process(batch);
+            self.metrics
+                .writer_busy_seconds
+                .inc_by(busy.elapsed().as_secs_f64());
         }
     }
 
@@ -324,14 +350,18 @@ impl Writer {
         )?;
         let resolved = started.elapsed();
         let leaders = self.leaders.load_full();
-        let stored = usage_data::store_batch(
+        let stored = store::store_group(
             &mut conn,
             &self.keys,
             &self.mapping,
             &leaders,
             submissions,
             Utc::now().naive_utc(),
+            &self.metrics,
         );
+        if stored.is_ok() {
+            self.metrics.group_size.observe(submissions.len() as f64);
+        }
         tracing::debug!(
             batch.size = submissions.len(),
             batch.resolve_ms = resolved.as_secs_f64() * 1000.0,
@@ -350,11 +380,12 @@ impl Writer {
     /// nothing but a later retry by the next submission of that version.
     fn materialise_verdicts(&self, conn: &mut AnyConnection, submissions: &[NewSubmission]) {
         let table = self.releases.current();
+        let now = Utc::now().naive_utc();
         let statuses: Vec<VersionStatus> = submissions
             .iter()
             .filter_map(|s| s.summary.version.as_ref())
             .filter_map(|v| Version::parse(&v.normalized).ok())
-            .map(|version| VersionStatus::compute(&table, &version))
+            .map(|version| VersionStatus::stamped(version_facts(&table, &version), now))
             .collect();
         if let Err(err) = version_checks::insert_missing_statuses(conn, &statuses) {
             tracing::warn!(error.cause = %err, "could not record the verdicts of reported versions");
@@ -365,7 +396,7 @@ impl Writer {
 /// Which way a submission arrived, for [`NewSubmission`].
 pub fn new_submission(
     parsed: ParsedPayload,
-    raw: Vec<u8>,
+    raw: RawPayload,
     source: SubmissionSource,
     country: Option<String>,
 ) -> NewSubmission {

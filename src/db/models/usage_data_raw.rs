@@ -1,0 +1,278 @@
+//! `usage_data_raw`: each submission's payload exactly as received, stored compressed.
+//!
+//! New rows are zstd-compressed with a dictionary trained on payload shapes
+//! (`encoding = 'zstd-d1'`, `assets/zstd/service-ping.dict`, rebuilt reproducibly by
+//! `scripts/build_zstd_dict.sh`); rows stored before compression came in keep
+//! `encoding = 'identity'` and are read as they are. Every read decompresses, so
+//! callers (export, tests) always get the bytes the instance sent.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use crate::db::schema::{usage_data, usage_data_raw};
+use crate::db::{AnyConnection, DbError};
+use crate::with_conn;
+
+/// zstd level for raw payloads, measured in docs/benchmarks-ingest.md: with the dictionary a
+/// generated 18.9 payload (229 KB) takes ~30 KB at level 3 (plain: ~36 KB); level 9 saves
+/// another ~7 KB but costs five times the CPU.
+const ZSTD_LEVEL: i32 = 3;
+
+/// Dictionary 1: trained on 200 generated 18.9 payloads. Never change these bytes: stored
+/// rows need exactly this dictionary; a new one gets a new encoding name.
+const DICTIONARY_1: &[u8] = include_bytes!("../../../assets/zstd/service-ping.dict");
+
+fn encoder_dictionary() -> &'static zstd::dict::EncoderDictionary<'static> {
+    static DICT: std::sync::OnceLock<zstd::dict::EncoderDictionary<'static>> =
+        std::sync::OnceLock::new();
+    DICT.get_or_init(|| zstd::dict::EncoderDictionary::copy(DICTIONARY_1, ZSTD_LEVEL))
+}
+
+fn decoder_dictionary() -> &'static zstd::dict::DecoderDictionary<'static> {
+    static DICT: std::sync::OnceLock<zstd::dict::DecoderDictionary<'static>> =
+        std::sync::OnceLock::new();
+    DICT.get_or_init(|| zstd::dict::DecoderDictionary::copy(DICTIONARY_1))
+}
+
+/// How a stored payload is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawEncoding {
+    /// The bytes as received (rows written before compression).
+    Identity,
+    /// zstd frame of the bytes as received.
+    Zstd,
+    /// zstd frame made with dictionary 1.
+    ZstdDict1,
+}
+
+impl RawEncoding {
+    /// The `encoding` column's text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RawEncoding::Identity => "identity",
+            RawEncoding::Zstd => "zstd",
+            RawEncoding::ZstdDict1 => "zstd-d1",
+        }
+    }
+}
+
+/// A payload ready to store: compressed off the writer thread (on the blocking pool, where
+/// it was decoded), so the write transaction only copies bytes.
+#[derive(Debug, Clone)]
+pub struct RawPayload {
+    /// The stored form.
+    pub encoding: RawEncoding,
+    /// The stored bytes.
+    pub bytes: Vec<u8>,
+    /// Length of the payload as received (after gzip decoding).
+    pub original_len: usize,
+}
+
+impl RawPayload {
+    /// Compresses `json` with dictionary 1.
+    pub fn compress(json: &[u8]) -> RawPayload {
+        let bytes = zstd::bulk::Compressor::with_prepared_dictionary(encoder_dictionary())
+            .and_then(|mut compressor| compressor.compress(json))
+            .expect("zstd compresses in memory");
+        RawPayload {
+            encoding: RawEncoding::ZstdDict1,
+            bytes,
+            original_len: json.len(),
+        }
+    }
+
+    /// Back to the bytes as received.
+    pub fn decompress(&self) -> Result<Vec<u8>, DbError> {
+        decode(0, self.encoding.as_str(), self.bytes.clone())
+    }
+}
+
+/// Stores the payload of submission `id`.
+pub fn insert_raw(conn: &mut AnyConnection, id: i64, raw: &RawPayload) -> Result<(), DbError> {
+    with_conn!(conn, |c| diesel::insert_into(usage_data_raw::table)
+        .values((
+            usage_data_raw::usage_data_id.eq(id),
+            usage_data_raw::payload.eq(&raw.bytes),
+            usage_data_raw::encoding.eq(raw.encoding.as_str()),
+        ))
+        .execute(c))?;
+    Ok(())
+}
+
+/// The payload of submission `id` as received, unless retention removed it.
+pub fn find_raw_payload(conn: &mut AnyConnection, id: i64) -> Result<Option<Vec<u8>>, DbError> {
+    let row: Option<(Vec<u8>, String)> = with_conn!(conn, |c| usage_data_raw::table
+        .find(id)
+        .select((usage_data_raw::payload, usage_data_raw::encoding))
+        .first(c)
+        .optional())?;
+    row.map(|(bytes, encoding)| decode(id, &encoding, bytes))
+        .transpose()
+}
+
+fn corrupt(id: i64, err: std::io::Error) -> DbError {
+    DbError::Other(format!("usage_data_raw {id}: corrupt zstd payload: {err}"))
+}
+
+/// Decodes one stored payload. zstd frames written by [`RawPayload::compress`] carry their
+/// size, which the streaming decoder does not need to be told.
+fn decode(id: i64, encoding: &str, bytes: Vec<u8>) -> Result<Vec<u8>, DbError> {
+    match encoding {
+        "identity" => Ok(bytes),
+        "zstd" => zstd::stream::decode_all(&bytes[..]).map_err(|e| corrupt(id, e)),
+        "zstd-d1" => {
+            use std::io::Read;
+            let mut out = Vec::with_capacity(bytes.len() * 8);
+            zstd::stream::Decoder::with_prepared_dictionary(&bytes[..], decoder_dictionary())
+                .and_then(|mut decoder| decoder.read_to_end(&mut out))
+                .map_err(|e| corrupt(id, e))?;
+            Ok(out)
+        }
+        other => Err(DbError::Other(format!(
+            "usage_data_raw {id}: unknown encoding `{other}`"
+        ))),
+    }
+}
+
+/// Deletes the verbatim payloads of submissions received before `cutoff` (the summary and
+/// metric rows stay); returns how many were removed.
+pub fn delete_raw_received_before(
+    conn: &mut AnyConnection,
+    cutoff: NaiveDateTime,
+) -> Result<usize, DbError> {
+    let old = usage_data::table
+        .filter(usage_data::received_at.lt(cutoff))
+        .select(usage_data::id);
+    Ok(with_conn!(conn, |c| diesel::delete(
+        usage_data_raw::table.filter(usage_data_raw::usage_data_id.eq_any(old))
+    )
+    .execute(c))?)
+}
+
+/// One submission as `version-app export` writes it.
+#[derive(Debug, Clone, Queryable)]
+pub struct ExportRow {
+    /// `usage_data.id`.
+    pub id: i64,
+    /// Instance UUID.
+    pub uuid: String,
+    /// Hostname.
+    pub hostname: Option<String>,
+    /// Normalised version.
+    pub version: Option<String>,
+    /// Edition.
+    pub edition: Option<String>,
+    /// Installation type.
+    pub installation_type: Option<String>,
+    /// `recorded_at`.
+    pub recorded_at: NaiveDateTime,
+    /// `automatic` or `manual`.
+    pub source: String,
+    /// The verbatim payload (decompressed), unless retention removed it.
+    pub payload: Option<Vec<u8>>,
+}
+
+/// Up to `limit` submissions recorded in `[from, to)` with an id above `after_id`, by id:
+/// export pages through a range this way so memory stays bounded by one page.
+pub fn list_export_page(
+    conn: &mut AnyConnection,
+    from: NaiveDateTime,
+    to: NaiveDateTime,
+    after_id: i64,
+    limit: i64,
+    with_payload: bool,
+) -> Result<Vec<ExportRow>, DbError> {
+    let columns = (
+        usage_data::id,
+        usage_data::uuid,
+        usage_data::hostname,
+        usage_data::version,
+        usage_data::edition,
+        usage_data::installation_type,
+        usage_data::recorded_at,
+        usage_data::source,
+    );
+    let range = usage_data::recorded_at
+        .ge(from)
+        .and(usage_data::recorded_at.lt(to))
+        .and(usage_data::id.gt(after_id));
+    type Summary = (
+        i64,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        NaiveDateTime,
+        String,
+    );
+    type Stored = Option<(Vec<u8>, String)>;
+    let rows: Vec<(Summary, Stored)> = if with_payload {
+        with_conn!(conn, |c| usage_data::table
+            .left_join(usage_data_raw::table)
+            .filter(range)
+            .order(usage_data::id)
+            .limit(limit)
+            .select((
+                columns,
+                (usage_data_raw::payload, usage_data_raw::encoding).nullable(),
+            ))
+            .load(c))?
+    } else {
+        let rows: Vec<Summary> = with_conn!(conn, |c| usage_data::table
+            .filter(range)
+            .order(usage_data::id)
+            .limit(limit)
+            .select(columns)
+            .load(c))?;
+        rows.into_iter().map(|row| (row, None)).collect()
+    };
+    rows.into_iter()
+        .map(
+            |(
+                (id, uuid, hostname, version, edition, installation_type, recorded_at, source),
+                stored,
+            )| {
+                let payload = stored
+                    .map(|(bytes, encoding)| decode(id, &encoding, bytes))
+                    .transpose()?;
+                Ok(ExportRow {
+                    id,
+                    uuid,
+                    hostname,
+                    version,
+                    edition,
+                    installation_type,
+                    recorded_at,
+                    source,
+                    payload,
+                })
+            },
+        )
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FULL: &[u8] = include_bytes!("../../../tests/fixtures/payload_18.9.0_generated.json");
+
+    #[test]
+    fn every_encoding_reads_back_the_bytes_as_received() {
+        let stored = RawPayload::compress(FULL);
+        assert_eq!(stored.encoding, RawEncoding::ZstdDict1);
+        assert!(
+            stored.bytes.len() < FULL.len() / 6,
+            "{}",
+            stored.bytes.len()
+        );
+        assert_eq!(stored.decompress().unwrap(), FULL);
+        let plain = zstd::bulk::compress(FULL, ZSTD_LEVEL).unwrap();
+        assert!(stored.bytes.len() < plain.len(), "the dictionary helps");
+        assert_eq!(decode(1, "zstd", plain).unwrap(), FULL);
+        assert_eq!(decode(1, "identity", FULL.to_vec()).unwrap(), FULL);
+        assert!(decode(1, "zstd-d1", b"not zstd".to_vec()).is_err());
+        assert!(decode(1, "brotli", FULL.to_vec()).is_err());
+    }
+}
