@@ -102,3 +102,37 @@ async fn a_fresh_sqlite_file_is_switched_to_wal_once() {
         }
     }
 }
+
+/// Defect 6: the SQLite file deleted under a running server. Nothing more is acknowledged
+/// into the deleted file: ingest gets 503 + `Retry-After` and readiness fails.
+#[tokio::test]
+async fn a_deleted_store_file_is_refused_not_written_into() {
+    let app = TestApp::spawn().await;
+    if app.db.is_postgres() {
+        app.stop().await;
+        return;
+    }
+    let before = post_json(&app, minimal_with(json!({"uuid": "before-delete"}))).await;
+    assert_eq!(before.status(), 201);
+    assert_eq!(app.get("/-/ready").await.status(), 200);
+    let path = app
+        .settings
+        .database_url
+        .trim_start_matches("sqlite://")
+        .to_string();
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{path}{suffix}"));
+    }
+    let after = post_json(&app, minimal_with(json!({"uuid": "after-delete"}))).await;
+    assert_eq!(after.status(), 503);
+    assert!(after.headers().contains_key("retry-after"));
+    let body: serde_json::Value = after.json().await.unwrap();
+    assert_eq!(body["error"], "unavailable", "{body}");
+    assert_eq!(app.get("/-/ready").await.status(), 503);
+    // Checks are still answered from memory.
+    let check = app
+        .get(&crate::check::check_path("check.svg", "16.0.0"))
+        .await;
+    assert_eq!(check.status(), 200);
+    app.handle.stop(true).await;
+}
