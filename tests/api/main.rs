@@ -6,6 +6,7 @@ mod check_operators;
 mod check_recording;
 mod cli;
 mod deployment;
+mod fuzz;
 mod hardening;
 mod hardening_http;
 mod hardening_input;
