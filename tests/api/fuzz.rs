@@ -15,7 +15,7 @@ use version_app::auth::Scope;
 
 const PER_FAMILY: usize = 5_000;
 const CONCURRENCY: usize = 8;
-const SEED: u64 = 0x8_1ce_b00c;
+const SEED: u64 = 0x81ce_b00c;
 /// Tokens that often break parsers and stores, spliced into the inputs.
 const TOKENS: &[&str] = &[
     "\\u0000",
