@@ -9,7 +9,12 @@ use serde_json::json;
 /// spurious "database is locked" 503.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_processes_on_one_sqlite_file_do_not_refuse_ingest() {
-    let first = TestApp::spawn_with(|s| s.check_flush_interval_ms = 20).await;
+    // A long admission wait: this test is about the store's lock, not the admission queue.
+    let first = TestApp::spawn_with(|s| {
+        s.check_flush_interval_ms = 20;
+        s.ingest_admission_wait_ms = 60_000;
+    })
+    .await;
     if first.db.is_postgres() {
         // One PostgreSQL server takes any number of writers; nothing SQLite-specific to show.
         first.stop().await;
@@ -19,6 +24,7 @@ async fn two_processes_on_one_sqlite_file_do_not_refuse_ingest() {
     let second = TestApp::spawn_with(|s| {
         s.database_url = url;
         s.check_flush_interval_ms = 20;
+        s.ingest_admission_wait_ms = 60_000;
         s.seed_releases = false;
     })
     .await;
