@@ -13,38 +13,17 @@ use crate::db::Db;
 use crate::domain::csv_import::parse_releases_csv;
 use crate::geoip::GeoIp;
 use crate::ingest::Ingest;
+use crate::jobs::{Jobs, RunScope};
 use crate::metrics::Metrics;
 use crate::recorder::Recorder;
 use crate::routes;
 use crate::routes::body::{BodyGuard, ConnectionCount};
-use crate::routes::check::CheckState;
 use crate::snapshot::Releases;
+use crate::state::{AppState, CheckState};
 use crate::telemetry::PrivateRootSpan;
 
 /// The release history bundled with the binary (GitLab's real table, see `assets/`).
 pub const BUNDLED_RELEASES_CSV: &[u8] = include_bytes!("../assets/releases.csv");
-
-/// Shared, read-mostly state every handler can reach.
-pub struct AppState {
-    /// The store.
-    pub db: Db,
-    /// The release snapshot verdicts read.
-    pub releases: Releases,
-    /// Effective settings.
-    pub settings: Arc<Settings>,
-    /// Country lookup, when a GeoIP database is configured and readable.
-    pub geoip: Option<Arc<GeoIp>>,
-    /// Prometheus metrics (`/metrics`).
-    pub metrics: Arc<Metrics>,
-    /// The write-behind aggregate of version checks and its flush task.
-    pub recorder: Arc<Recorder>,
-    /// Pre-rendered badges and resolved settings of the check routes.
-    pub check: CheckState,
-    /// Service Ping ingest: admission, group-commit writer, cached DevOps leaders.
-    pub ingest: Ingest,
-    /// Body deadlines, the ingest byte budget and connection counts (issue 8).
-    pub body: Arc<BodyGuard>,
-}
 
 /// A bound, not yet running server.
 pub struct Application {
@@ -89,10 +68,6 @@ impl Application {
             })
             .await??;
         }
-        releases.spawn_refresh(
-            db.clone(),
-            Duration::from_secs(settings.release_refresh_secs),
-        );
 
         let listener = TcpListener::bind(settings.listen_addr())
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
@@ -105,17 +80,33 @@ impl Application {
             tokio::task::spawn_blocking(move || CheckState::new(&settings)).await?
         };
         let metrics = Arc::new(Metrics::new());
+        let jobs = Jobs::new(db.clone(), &metrics);
+        {
+            // Other processes (and the CLI) edit releases too: notice it. The first run finds
+            // the marker unchanged and reloads nothing.
+            let releases = releases.clone();
+            jobs.every(
+                "release_refresh",
+                Duration::from_secs(settings.release_refresh_secs),
+                RunScope::EveryProcess,
+                move |ctx| {
+                    releases.reload_blocking(&mut ctx.db.get()?, false)?;
+                    Ok(())
+                },
+            );
+        }
         let body = Arc::new(BodyGuard::new(&settings, metrics.registry()));
         let recorder = Arc::new(Recorder::start(
             db.clone(),
             releases.clone(),
             metrics.clone(),
+            &jobs,
             settings.check_buffer_max_keys,
             Duration::from_millis(settings.check_flush_interval_ms),
         ));
         let ingest = Ingest::start(db.clone(), releases.clone(), &settings);
-        // The first tick of the leaders task runs at once, before traffic arrives.
-        ingest.spawn_background(db.clone(), &settings);
+        ingest.register_jobs(&jobs, &settings);
+        let console = crate::console::ConsoleState::new(&settings, &metrics);
         let state = web::Data::new(AppState {
             db,
             releases,
@@ -125,6 +116,8 @@ impl Application {
             recorder,
             check,
             ingest,
+            jobs,
+            console,
             body: body.clone(),
         });
 
@@ -189,8 +182,12 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let Application { server, state, .. } = self;
         let served = server.await;
-        // In-flight requests are done: write what they recorded, even if serving failed.
-        state.recorder.shutdown().await;
+        // In-flight requests are done: stop the background jobs; the check flusher writes
+        // what the requests recorded, even if serving failed.
+        state
+            .jobs
+            .shutdown(Duration::from_secs(state.settings.shutdown_timeout_secs))
+            .await;
         served?;
         drop(state);
         tracing::info!("version-app stopped");

@@ -6,6 +6,7 @@
 //! which compiles the same block for each backend.
 
 pub mod guard;
+pub mod locks;
 pub mod models;
 pub mod schema;
 pub mod write_tx;
@@ -104,6 +105,8 @@ pub struct Db {
     pools: std::sync::Arc<Pools>,
     backend: Backend,
     guard: std::sync::Arc<guard::StoreGuard>,
+    /// The configured URL, for connections that must not come from the pool (job locks).
+    url: std::sync::Arc<str>,
 }
 
 /// SQLite settings that are per connection, not per file, so every pooled connection needs
@@ -166,7 +169,13 @@ impl Db {
             pools: std::sync::Arc::new(pools),
             backend,
             guard: std::sync::Arc::new(store_guard),
+            url: settings.database_url.as_str().into(),
         })
+    }
+
+    /// The store's URL (for a dedicated connection; never log it: it may hold a password).
+    pub(crate) fn url(&self) -> &str {
+        &self.url
     }
 
     /// Which store this is.

@@ -25,6 +25,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     use fallback::not_allowed;
     cfg.configure(fallback::extractor_configs);
     cfg.configure(usage_data::routes);
+    // The console: /login, /logout, /console/… (HTML for people, behind a login).
+    cfg.configure(crate::console::routes);
     cfg.service(get_resource("/metrics", metrics::metrics))
         .service(get_resource("/-/health", health::health))
         .service(get_resource("/-/ready", health::ready))

@@ -21,7 +21,7 @@ use crate::error::{ApiError, RETRY_AFTER_SECS};
 use crate::ingest::{decode_payload, new_submission, DecodeError};
 use crate::routes::body::{BodyError, BodyFailure, BodyTicket};
 use crate::routes::client::client_country;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Largest `/usage_ping_errors` or `/usage_ping_metadata` body; real ones are a few KB
 /// (metadata lists one timing per metric: ~4,200 × ~80 bytes).

@@ -18,7 +18,7 @@ use crate::domain::input_rules::no_nul_opt;
 use crate::domain::release::{Release, SecurityLevel};
 use crate::error::ApiError;
 use crate::routes::body::BodyError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Default and largest page sizes, as in GitLab's own API.
 const DEFAULT_PER_PAGE: usize = 20;
@@ -143,20 +143,8 @@ fn decode_body<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<
     }
 }
 
-/// The token from the `PRIVATE-TOKEN` header (GitLab's convention) or `Authorization: Bearer`.
 fn header_token(req: &HttpRequest) -> Option<String> {
-    let headers = req.headers();
-    if let Some(value) = headers.get("private-token").and_then(|v| v.to_str().ok()) {
-        return Some(value.to_string());
-    }
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::to_string)
+    auth::presented_token(req)
 }
 
 async fn authorize(state: &AppState, token: Option<String>) -> Result<(), ApiError> {

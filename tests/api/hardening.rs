@@ -244,7 +244,7 @@ async fn admission_full_and_store_unavailable_are_told_apart() {
             &format!("version_app_ingest_refused_total{{cause=\"{cause}\"}}"),
         )
     };
-    assert_eq!(refused("admission_full"), busy as f64, "{metrics}");
+    assert_eq!(refused("admission_full"), f64::from(busy), "{metrics}");
     assert_eq!(refused("store_unavailable"), 0.0);
 
     if !app.db.is_postgres() {

@@ -1,5 +1,6 @@
 //! One file per table: `find_*` / `list_*` reads, `New*` insertables, writes in transactions.
 
+pub mod console;
 pub mod releases;
 pub mod tokens;
 pub mod usage_data;
