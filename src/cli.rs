@@ -144,6 +144,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// Commands that only talk to the store; each first brings the schema up to date.
 fn run_store_command(settings: Settings, command: Command) -> anyhow::Result<()> {
+    // One pooled connection (issue 8, #5): r2d2 opens connections on its own threads, and a
+    // larger pool left a second one still inside PQconnectdb when the command returned, so
+    // OpenSSL's exit-time cleanup raced it and the process crashed at exit (SIGSEGV) on a TLS
+    // connection. With one connection, the only connect is the one this thread waited for.
+    let settings = Settings {
+        database_pool_size: 1,
+        ..settings
+    };
     let db = Db::connect(&settings)?;
     let applied = db.migrate()?;
     let mut out = std::io::stdout().lock();

@@ -6,6 +6,7 @@
 //! which compiles the same block for each backend.
 
 mod json_text;
+pub mod guard;
 pub mod locks;
 pub mod models;
 pub mod schema;
@@ -116,7 +117,15 @@ impl DbError {
                 let msg = info.message();
                 // SQLite says "database is locked" once busy_timeout has passed; PostgreSQL
                 // reports lost connections as unknown errors.
-                msg.contains("locked") || msg.contains("busy") || msg.contains("connection")
+                // A full disk, an I/O error or a file made read-only are the store's state,
+                // not the request's (issue 8, #6): 503 + Retry-After, and readiness fails.
+                msg.contains("locked")
+                    || msg.contains("busy")
+                    || msg.contains("connection")
+                    || msg.contains("disk is full")
+                    || msg.contains("disk I/O error")
+                    || msg.contains("readonly database")
+                    || msg.contains("unable to open database file")
             }
             _ => false,
         }
@@ -133,6 +142,7 @@ enum Pools {
 pub struct Db {
     pools: std::sync::Arc<Pools>,
     backend: Backend,
+    guard: std::sync::Arc<guard::StoreGuard>,
     /// The configured URL, for connections that must not come from the pool (job locks).
     url: std::sync::Arc<str>,
 }
@@ -159,6 +169,7 @@ impl Db {
     pub fn connect(settings: &Settings) -> Result<Db, DbError> {
         let timeout = Duration::from_secs(settings.database_timeout_secs);
         let backend = settings.backend();
+        let mut store_guard = guard::StoreGuard::default();
         let pools = match backend {
             Backend::Sqlite => {
                 let path = sqlite_path(&settings.database_url);
@@ -170,6 +181,7 @@ impl Db {
                     }
                 }
                 set_wal_once(&path)?;
+                store_guard = guard::StoreGuard::for_file(&path);
                 let pool = Pool::builder()
                     .max_size(settings.database_pool_size)
                     .connection_timeout(timeout)
@@ -194,6 +206,7 @@ impl Db {
         Ok(Db {
             pools: std::sync::Arc::new(pools),
             backend,
+            guard: std::sync::Arc::new(store_guard),
             url: settings.database_url.as_str().into(),
         })
     }
@@ -210,6 +223,7 @@ impl Db {
 
     /// Takes a connection, blocking the current thread: call only off the async workers.
     pub fn get(&self) -> Result<AnyConnection, DbError> {
+        self.guard.check_file().map_err(DbError::Unavailable)?;
         match &*self.pools {
             Pools::Sqlite(pool) => pool.get().map(AnyConnection::Sqlite),
             Pools::Postgres(pool) => pool.get().map(AnyConnection::Postgres),
@@ -226,10 +240,21 @@ impl Db {
         let db = self.clone();
         actix_web::web::block(move || {
             let mut conn = db.get()?;
-            f(&mut conn)
+            let outcome = f(&mut conn);
+            if let Err(err) = &outcome {
+                db.note_fault(err);
+            }
+            outcome
         })
         .await
         .map_err(|e| DbError::Other(format!("blocking task failed: {e}")))?
+    }
+
+    /// Remembers `err` for readiness when it means the store, not the request, is at fault.
+    pub fn note_fault(&self, err: &DbError) {
+        if err.is_unavailable() {
+            self.guard.note_fault(&err.to_string());
+        }
     }
 
     /// Brings the schema up to date; returns the names of the migrations applied.
@@ -248,6 +273,9 @@ impl Db {
 
     /// True when the store answers a trivial query.
     pub fn ping(&self) -> Result<(), DbError> {
+        if let Some(cause) = self.guard.recent_fault() {
+            return Err(DbError::Unavailable(format!("recent store fault: {cause}")));
+        }
         let mut conn = self.get()?;
         with_conn!(&mut conn, |c| c.batch_execute("SELECT 1"))?;
         Ok(())
@@ -276,6 +304,26 @@ fn sqlite_path(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn store_state_errors_are_unavailable() {
+        use diesel::result::{DatabaseErrorKind, Error};
+        let sqlite = |message: &str| {
+            DbError::Query(Error::DatabaseError(
+                DatabaseErrorKind::Unknown,
+                Box::new(message.to_string()),
+            ))
+        };
+        for message in [
+            "database or disk is full",
+            "disk I/O error",
+            "attempt to write a readonly database",
+            "database is locked",
+        ] {
+            assert!(sqlite(message).is_unavailable(), "{message}");
+        }
+        assert!(!sqlite("UNIQUE constraint failed: x").is_unavailable());
+    }
 
     #[test]
     fn sqlite_urls_map_to_paths() {

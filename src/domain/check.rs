@@ -23,6 +23,8 @@ pub const MAX_GITLAB_INFO_LEN: usize = 512;
 
 /// Longest hostname kept from a Referer: the DNS limit.
 pub const MAX_HOST_LEN: usize = 253;
+/// Longest DNS label.
+pub const MAX_LABEL_LEN: usize = 63;
 
 /// Longest Referer authority (`user:pass@host:port`) we try to parse at all; anything longer
 /// cannot hold a valid hostname and is not worth the parser's time.
@@ -310,7 +312,12 @@ fn http_authority(referer: &[u8]) -> Option<&str> {
     // Only the authority matters: parsing a long path or query would be wasted work.
     // (WHATWG URL parsing treats `\` like `/` for http(s).)
     let authority = &rest[..rest.find(['/', '?', '#', '\\']).unwrap_or(rest.len())];
-    (!authority.is_empty() && authority.len() <= MAX_AUTHORITY_LEN).then_some(authority)
+    // More than one `@` is no valid authority (userinfo cannot hold a bare `@`): parsers
+    // disagree on which part is the host, so none is taken (issue 8, #13).
+    let valid = !authority.is_empty()
+        && authority.len() <= MAX_AUTHORITY_LEN
+        && authority.matches('@').count() <= 1;
+    valid.then_some(authority)
 }
 
 /// `host` or `host:port` made of ASCII letters, digits, `-` and `.` only, which the URL
@@ -359,10 +366,17 @@ fn well_formed(mut host: String) -> Option<String> {
     if host.ends_with('.') {
         host.pop();
     }
+    // Issue 8, #13: only syntactically valid DNS names (after IDNA) are hosts: labels of 1 to
+    // 63 characters, none starting or ending with `-` (`a..b` or a 64-character label is not).
     let ok = !host.is_empty()
         && host.len() <= MAX_HOST_LEN
         && host.bytes().all(|b| {
             b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'.' | b'_')
+        })
+        && host.split('.').all(|label| {
+            (1..=MAX_LABEL_LEN).contains(&label.len())
+                && !label.starts_with('-')
+                && !label.ends_with('-')
         });
     ok.then_some(host)
 }

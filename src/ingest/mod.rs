@@ -322,6 +322,7 @@ impl Writer {
                 }
             }
             Err(err) => {
+                self.db.note_fault(&err);
                 let message = err.to_string();
                 let unavailable = err.is_unavailable();
                 if unavailable {

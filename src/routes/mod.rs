@@ -48,7 +48,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     web::resource("/versions/{version}")
                         .route(web::patch().to(versions::set_security))
                         .default_service(not_allowed("PATCH")),
-                ),
+                )
+                // A nested scope does not inherit its parent's default.
+                .default_service(web::to(fallback::not_found)),
         );
 }
 

@@ -235,3 +235,41 @@ async fn csv_export_neutralises_formula_cells() {
     assert_eq!(&row[8], "-1", "a number is not text and keeps its sign");
     app.stop().await;
 }
+
+/// Defect 13: only syntactically valid DNS names (after IDNA) are recorded as hosts; the
+/// check is still counted, without a host.
+#[tokio::test]
+async fn only_valid_dns_names_are_recorded_as_hosts() {
+    use crate::check_recording::{check_rows, wait_for_total};
+    let app = TestApp::spawn_with(|s| s.check_flush_interval_ms = 100).await;
+    let svg = crate::check::check_path("check.svg", "18.0.0");
+    let label64 = format!("http://{}.example.com/", "a".repeat(64));
+    let label63 = format!("http://{}.example.com/", "a".repeat(63));
+    let referers = [
+        "http://a..b/",
+        label64.as_str(),
+        "http://a@b@c/",
+        "http://-lead.example/",
+        "http://trail-.example/",
+        label63.as_str(),
+        "http://ok.example/",
+    ];
+    for referer in referers {
+        let r = app
+            .client
+            .get(app.url(&svg))
+            .header("Referer", referer)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let db = app.store();
+    wait_for_total(&db, referers.len() as i64).await;
+    let rows = check_rows(&db);
+    let hosts: Vec<&str> = rows.iter().map(|r| r.host.as_str()).collect();
+    let expected_long = format!("{}.example.com", "a".repeat(63));
+    assert_eq!(hosts, ["", expected_long.as_str(), "ok.example"]);
+    assert_eq!(rows[0].count, 5, "invalid names are counted without a host");
+    app.stop().await;
+}

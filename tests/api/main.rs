@@ -8,6 +8,7 @@ mod cli;
 mod console_auth;
 mod console_support;
 mod deployment;
+mod fuzz;
 mod hardening;
 mod hardening_http;
 mod hardening_input;
