@@ -9,6 +9,7 @@ use chrono::{NaiveDate, NaiveDateTime};
 
 use crate::db::models::usage_data::{self, ExportRow};
 use crate::db::AnyConnection;
+use crate::domain::pseudonym::{rewrite_strings, SecretKey, IDENTIFYING_PATHS};
 
 /// Submissions read per query.
 const PAGE: i64 = 200;
@@ -51,8 +52,13 @@ pub fn export(
     to: NaiveDateTime,
     format: ExportFormat,
     keys: &[String],
+    pseudonymise: Option<&SecretKey>,
     out: &mut dyn Write,
 ) -> anyhow::Result<ExportSummary> {
+    let hide = |value: &str| match pseudonymise {
+        Some(key) => key.pseudonym(value),
+        None => value.to_string(),
+    };
     let mut summary = ExportSummary::default();
     match format {
         ExportFormat::Ndjson => {
@@ -60,7 +66,21 @@ pub fn export(
                 for row in page {
                     match &row.payload {
                         Some(payload) => {
-                            write_ndjson_line(out, payload)?;
+                            match pseudonymise {
+                                Some(key) => {
+                                    let hidden = rewrite_strings(payload, IDENTIFYING_PATHS, |v| {
+                                        key.pseudonym(v)
+                                    })
+                                    .map_err(|e| {
+                                        anyhow::anyhow!(
+                                            "submission {} cannot be pseudonymised: {e}",
+                                            row.id
+                                        )
+                                    })?;
+                                    write_ndjson_line(out, &hidden)?
+                                }
+                                None => write_ndjson_line(out, payload)?,
+                            }
                             summary.written += 1;
                         }
                         None => summary.without_payload += 1,
@@ -98,7 +118,7 @@ pub fn export(
                     }
                 }
                 for row in page {
-                    writer.write_record(csv_record(row, keys, &key_ids, &values))?;
+                    writer.write_record(csv_record(row, keys, &key_ids, &values, &hide))?;
                     summary.written += 1;
                 }
                 Ok(())
@@ -150,11 +170,12 @@ fn csv_record(
     keys: &[String],
     key_ids: &HashMap<String, i64>,
     values: &HashMap<(i64, i64), f64>,
+    hide: &dyn Fn(&str) -> String,
 ) -> Vec<String> {
     let mut record = vec![
         row.id.to_string(),
-        row.uuid.clone(),
-        row.hostname.clone().unwrap_or_default(),
+        hide(&row.uuid),
+        row.hostname.as_deref().map(hide).unwrap_or_default(),
         row.version.clone().unwrap_or_default(),
         row.edition.clone().unwrap_or_default(),
         row.installation_type.clone().unwrap_or_default(),

@@ -4,6 +4,7 @@ pub mod check;
 pub mod csv_import;
 pub mod devops;
 pub mod payload;
+pub mod pseudonym;
 pub mod release;
 pub mod verdict;
 pub mod version;

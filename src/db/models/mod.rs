@@ -1,6 +1,8 @@
 //! One file per table: `find_*` / `list_*` reads, `New*` insertables, writes in transactions.
 
+pub mod erasure;
 pub mod releases;
+pub mod retention;
 pub mod tokens;
 pub mod usage_data;
 pub mod usage_ping;
