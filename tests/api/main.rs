@@ -10,6 +10,7 @@ mod health;
 mod helpers;
 mod privacy;
 mod privacy_erase;
+mod privacy_lifecycle;
 mod store_dump;
 mod usage_analysts;
 mod usage_data;
