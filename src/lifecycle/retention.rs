@@ -5,12 +5,31 @@
 use chrono::{Duration, NaiveDateTime};
 use prometheus::{IntCounterVec, Opts, Registry};
 
+use std::sync::Arc;
+
 use crate::config::Settings;
 use crate::db::models::retention as sql;
 use crate::db::{Db, DbError};
+use crate::jobs::{Jobs, RunScope};
+use crate::metrics::Metrics;
 
 /// Name of the retention job on the job runner.
 pub const JOB_NAME: &str = "retention";
+
+/// How often the retention job runs (its first run is right after start).
+pub const EVERY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Registers the daily retention job: once across processes sharing a store, stopping
+/// between batches at shutdown, counting what it removed in `/metrics`.
+pub fn register_job(jobs: &Jobs, metrics: &Metrics, settings: Arc<Settings>) {
+    let counters = RetentionMetrics::register(metrics.registry());
+    jobs.every(JOB_NAME, EVERY, RunScope::OnceAcrossProcesses, move |ctx| {
+        let now = chrono::Utc::now().naive_utc();
+        let cancelled = || ctx.cancel.is_cancelled();
+        run_pass(ctx.db, &settings, now, &cancelled, Some(&counters))?;
+        Ok(())
+    });
+}
 
 /// Rows removed per kind in one pass, in the order the pass ran them.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

@@ -8,6 +8,7 @@ mod cli;
 mod deployment;
 mod health;
 mod helpers;
+mod jobs;
 mod privacy;
 mod privacy_erase;
 mod privacy_lifecycle;

@@ -314,3 +314,45 @@ async fn retention_rolls_old_checks_into_months_and_removes_what_is_past_its_per
     assert!(text(&again.stdout).contains("version_checks_rolled_up: 0 row(s) removed"));
     drop(db);
 }
+
+#[tokio::test]
+async fn the_retention_job_runs_at_start_and_reports_in_metrics() {
+    let app = TestApp::spawn().await;
+    let body = json!({"error": {"uuid": "old", "message": "x", "elapsed": 1, "time": "t"}});
+    let response = app
+        .client
+        .post(app.url("/usage_ping_errors"))
+        .header("Content-Type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let db = app.stop().await;
+    let long_ago = (Utc::now() - Duration::days(91)).format("%Y-%m-%d %H:%M:%S");
+    query_text(
+        &db.url,
+        &format!("UPDATE usage_ping_errors SET received_at = '{long_ago}'"),
+    );
+
+    let app = TestApp::spawn_on(db, |_| {}).await;
+    let wanted = [
+        r#"version_app_retention_removed_total{kind="usage_ping_errors"} 1"#,
+        r#"version_app_job_runs_total{job="retention",outcome="ok"} 1"#,
+    ];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let page = app.get("/metrics").await.text().await.unwrap();
+        if wanted.iter().all(|w| page.contains(w)) {
+            assert!(page.contains(r#"version_app_retention_removed_total{kind="hosts"} 0"#));
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{page}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let left = query_text(
+        &app.settings.database_url,
+        "SELECT COUNT(*) FROM usage_ping_errors",
+    );
+    assert_eq!(left.trim(), "0");
+}

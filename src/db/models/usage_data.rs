@@ -444,21 +444,6 @@ pub fn list_latest_scores(
     Ok(latest)
 }
 
-/// Deletes the verbatim payloads of submissions received before `cutoff` (the summary and
-/// metric rows stay); returns how many were removed.
-pub fn delete_raw_received_before(
-    conn: &mut AnyConnection,
-    cutoff: NaiveDateTime,
-) -> Result<usize, DbError> {
-    let old = usage_data::table
-        .filter(usage_data::received_at.lt(cutoff))
-        .select(usage_data::id);
-    Ok(with_conn!(conn, |c| diesel::delete(
-        usage_data_raw::table.filter(usage_data_raw::usage_data_id.eq_any(old))
-    )
-    .execute(c))?)
-}
-
 /// One submission as `version-app export` writes it.
 #[derive(Debug, Clone, Queryable)]
 pub struct ExportRow {
