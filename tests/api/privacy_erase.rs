@@ -33,7 +33,12 @@ async fn installation_traffic(
         let body = minimal_with(json!({"uuid": uuid, "unique_instance_id": unique,
             "hostname": hostname, "recorded_at": at, "version": "18.9.0-ee", "edition": "EE",
             "counts": {"issues": n}}));
-        assert_eq!(crate::usage_data::post_json(app, body).await.status(), 201);
+        assert_eq!(
+            crate::store_dump::post_ping(&app.client, &app.url("/usage_data"), body)
+                .await
+                .status(),
+            201
+        );
     }
     let referer = format!("https://{}/admin", hostname.to_ascii_lowercase());
     for version in ["18.9.0", "17.0.0"] {

@@ -10,7 +10,11 @@ use version_app::recorder::CheckCount;
 
 use crate::helpers::{run_cli, TestApp};
 use crate::store_dump::query_text;
-use crate::usage_data::{minimal_with, post_json, FULL};
+use crate::usage_data::{minimal_with, FULL};
+
+async fn post_json(app: &TestApp, body: Vec<u8>) -> reqwest::Response {
+    crate::store_dump::post_ping(&app.client, &app.url("/usage_data"), body).await
+}
 
 const KEY: &str = "pseudonymise-key-for-tests-0123";
 
@@ -176,7 +180,15 @@ fn check(day: NaiveDate, host: &str, version: &str, count: u64) -> CheckCount {
 
 #[tokio::test]
 async fn retention_rolls_old_checks_into_months_and_removes_what_is_past_its_period() {
-    let app = TestApp::spawn().await;
+    // The server's own retention job (first run at start) must leave the arranged rows to
+    // the `retention run` below: its periods are set out of reach.
+    let app = TestApp::spawn_with(|s| {
+        s.version_check_daily_retention_days = 100_000;
+        s.host_retention_days = 100_000;
+        s.usage_ping_error_retention_days = 100_000;
+        s.usage_ping_metadata_retention_days = 100_000;
+    })
+    .await;
     let url = app.settings.database_url.clone();
     let today = Utc::now().date_naive();
     let old = today - Duration::days(450);

@@ -40,7 +40,10 @@ fn run_with_input(command: &mut Command, input: &str) -> String {
 /// Every row of every table of the store at `url`, as the store's dump tool writes it.
 pub fn dump(url: &str) -> String {
     match Backend::from_url(url).unwrap() {
-        Backend::Sqlite => run(Command::new("sqlite3").arg(sqlite_path(url)).arg(".dump")),
+        Backend::Sqlite => run_with_input(
+            Command::new("sqlite3").arg(sqlite_path(url)),
+            ".timeout 10000\n.dump\n",
+        ),
         // `\restrict KEY` lines carry a random key per dump run: not data.
         Backend::Postgres => run(Command::new("pg_dump").arg("--no-owner").arg(url))
             .lines()
@@ -86,7 +89,7 @@ pub fn query_text(url: &str, sql: &str) -> String {
                 .arg("-separator")
                 .arg("|")
                 .arg(sqlite_path(url)),
-            &format!("{sql};\n"),
+            &format!(".timeout 10000\n{sql};\n"),
         ),
         Backend::Postgres => run(Command::new("psql")
             .arg("-X")
@@ -113,5 +116,25 @@ pub fn assert_absent(dump: &str, needle: &str, what: &str) {
                 dump.get(start..end).unwrap_or("?")
             );
         }
+    }
+}
+
+/// POSTs a Service Ping like GitLab does: again after a 503 (the store or the admission
+/// queue busy on a loaded machine), up to five times.
+pub async fn post_ping(client: &reqwest::Client, url: &str, body: Vec<u8>) -> reqwest::Response {
+    let mut tries = 0;
+    loop {
+        let answer = client
+            .post(url)
+            .header("Content-Type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        tries += 1;
+        if answer.status() != 503 || tries == 5 {
+            return answer;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     }
 }
