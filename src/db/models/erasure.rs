@@ -36,10 +36,24 @@ impl Subject {
     /// the same spelling never share a hash.
     pub fn hash_input(&self) -> String {
         match self {
-            Subject::Hostname(h) => format!("hostname:{}", h.trim().to_ascii_lowercase()),
+            Subject::Hostname(h) => format!("hostname:{}", h.trim().to_lowercase()),
             Subject::Uuid(u) => format!("uuid:{u}"),
         }
     }
+}
+
+/// The spellings of a hostname to match: lower case as given (payloads carry what the
+/// instance was configured with) and its punycode form (what checks' Referers are stored as).
+pub fn host_forms(host: &str) -> BTreeSet<String> {
+    let lower = host.trim().to_lowercase();
+    let mut forms = BTreeSet::from([lower.clone()]);
+    if let Some(ascii) = url::Url::parse(&format!("http://{lower}/"))
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+    {
+        forms.insert(ascii);
+    }
+    forms
 }
 
 /// Every identifier of one installation, found by following submissions and reports from
@@ -221,9 +235,11 @@ pub fn find_by_hash(
 fn resolve(conn: &mut AnyConnection, subject: &Subject) -> Result<Installation, DbError> {
     let mut inst = Installation::default();
     match subject {
-        Subject::Hostname(h) => inst.hostnames.insert(h.trim().to_ascii_lowercase()),
-        Subject::Uuid(u) => inst.uuids.insert(u.clone()),
-    };
+        Subject::Hostname(h) => inst.hostnames.extend(host_forms(h)),
+        Subject::Uuid(u) => {
+            inst.uuids.insert(u.clone());
+        }
+    }
     type Ids = (String, Option<String>, Option<String>);
     type OptIds = (Option<String>, Option<String>, Option<String>);
     for _ in 0..8 {
@@ -289,7 +305,7 @@ fn resolve(conn: &mut AnyConnection, subject: &Subject) -> Result<Installation, 
                 inst.unique_ids.insert(i);
             }
             if let Some(h) = non_empty(host) {
-                inst.hostnames.insert(h.trim().to_ascii_lowercase());
+                inst.hostnames.extend(host_forms(&h));
             }
         }
         if before
@@ -424,4 +440,25 @@ fn delete_hosts(conn: &mut AnyConnection, inst: &Installation) -> Result<usize, 
         hosts::table.filter(hosts::hostname.eq_any(&inst.hostnames))
     )
     .execute(c))?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostnames_match_as_given_and_in_punycode() {
+        let forms = host_forms(" Bücher.Example ");
+        assert!(forms.contains("bücher.example"), "{forms:?}");
+        assert!(forms.contains("xn--bcher-kva.example"), "{forms:?}");
+        assert_eq!(host_forms("GitLab.example.com").len(), 1);
+        assert_eq!(
+            Subject::Hostname("X.Example.COM".into()).hash_input(),
+            "hostname:x.example.com"
+        );
+        assert_ne!(
+            Subject::Hostname("a".into()).hash_input(),
+            Subject::Uuid("a".into()).hash_input()
+        );
+    }
 }
