@@ -277,7 +277,13 @@ impl Settings {
     /// Retention periods where 0 would mean "keep forever" are refused unless documented so
     /// (`raw_payload_retention_days`, `submission_retention_days`); keys must be long enough.
     fn validate_privacy(&self) -> Result<(), ConfigError> {
-        let days: [(&'static str, u32); 5] = [
+        if self.retention_batch_size == 0 {
+            return Err(ConfigError::Invalid {
+                setting: "retention_batch_size",
+                message: "must be at least 1".into(),
+            });
+        }
+        let days: [(&'static str, u32); 4] = [
             (
                 "version_check_daily_retention_days",
                 self.version_check_daily_retention_days,
@@ -291,7 +297,6 @@ impl Settings {
                 "usage_ping_metadata_retention_days",
                 self.usage_ping_metadata_retention_days,
             ),
-            ("retention_batch_size", self.retention_batch_size),
         ];
         for (setting, value) in days {
             if value == 0 {
