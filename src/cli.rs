@@ -38,6 +38,9 @@ pub enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Manage console accounts.
+    #[command(subcommand)]
+    User(crate::console::accounts::UserCommand),
     /// Exit 0 when the server on the configured address reports ready (for container health checks).
     Healthcheck,
     /// Stream Service Ping submissions recorded in a date range to standard output.
@@ -125,7 +128,7 @@ pub enum ReleasesCommand {
 pub enum TokenCommand {
     /// Create a token; it is printed once, alone on the last line.
     Create {
-        /// What it may do (releases:write).
+        /// What it may do (releases:write, insights:read).
         #[arg(long)]
         scope: String,
         /// A name to recognise it by.
@@ -319,7 +322,7 @@ fn run_store_command(settings: Settings, command: Command) -> anyhow::Result<()>
             eprintln!("{} submission(s) exported", done.written);
         }
         Command::Erase(args) => {
-            crate::lifecycle::erase_command(&settings, &mut conn, &args, &mut out)?
+            crate::lifecycle::erase_command(&settings, &mut conn, &args, &mut out)?;
         }
         Command::Retention(RetentionCommand::Run) => {
             drop(conn);
@@ -330,6 +333,7 @@ fn run_store_command(settings: Settings, command: Command) -> anyhow::Result<()>
                 writeln!(out, "{kind}: {n} row(s) removed")?;
             }
         }
+        Command::User(command) => crate::console::accounts::run(&mut conn, command, &mut out)?,
         Command::Serve | Command::Healthcheck => unreachable!("handled in run"),
     }
     Ok(())

@@ -82,6 +82,17 @@ pub struct Settings {
     pub usage_ping_metadata_retention_days: u32,
     /// Rows the retention job removes per statement (one short transaction each).
     pub retention_batch_size: u32,
+    /// Seconds a console session survives without a request.
+    pub console_session_idle_secs: u64,
+    /// Seconds a console session lasts at most, however active.
+    pub console_session_max_secs: u64,
+    /// Always mark the console's cookies `Secure` (they are also marked when a trusted proxy
+    /// says the request came over https).
+    pub console_cookie_secure: bool,
+    /// Failed logins per client address or account name before a lockout.
+    pub console_login_max_failures: u32,
+    /// Seconds failed logins are remembered, and the length of a lockout.
+    pub console_login_lockout_secs: u64,
 }
 
 impl Default for Settings {
@@ -118,6 +129,11 @@ impl Default for Settings {
             usage_ping_error_retention_days: 90,
             usage_ping_metadata_retention_days: 90,
             retention_batch_size: 1000,
+            console_session_idle_secs: 3600,
+            console_session_max_secs: 12 * 3600,
+            console_cookie_secure: false,
+            console_login_max_failures: 5,
+            console_login_lockout_secs: 900,
         }
     }
 }
@@ -234,7 +250,17 @@ impl Settings {
         if self.database_pool_size == 0 {
             return invalid("database_pool_size", "must be at least 1".into());
         }
-        let positive: [(&'static str, u64); 5] = [
+        let positive: [(&'static str, u64); 9] = [
+            ("console_session_idle_secs", self.console_session_idle_secs),
+            ("console_session_max_secs", self.console_session_max_secs),
+            (
+                "console_login_max_failures",
+                u64::from(self.console_login_max_failures),
+            ),
+            (
+                "console_login_lockout_secs",
+                self.console_login_lockout_secs,
+            ),
             ("database_timeout_secs", self.database_timeout_secs),
             ("release_refresh_secs", self.release_refresh_secs),
             ("check_flush_interval_ms", self.check_flush_interval_ms),
@@ -325,8 +351,10 @@ impl Settings {
 
 #[cfg(test)]
 mod tests {
-    // Jail's closures return figment's own (large) error type; that is its API, not ours.
-    #![allow(clippy::result_large_err)]
+    #![expect(
+        clippy::result_large_err,
+        reason = "Jail's closures return figment's own (large) error type; that is its API, not ours"
+    )]
     use super::*;
     use figment::Jail;
 

@@ -77,7 +77,7 @@ pub fn export(
                                             row.id
                                         )
                                     })?;
-                                    write_ndjson_line(out, &hidden)?
+                                    write_ndjson_line(out, &hidden)?;
                                 }
                                 None => write_ndjson_line(out, payload)?,
                             }

@@ -68,13 +68,14 @@ impl RetentionMetrics {
     }
 }
 
-const KINDS: [&str; 6] = [
+const KINDS: [&str; 7] = [
     "version_checks_rolled_up",
     "hosts",
     "usage_ping_errors",
     "usage_ping_metadata",
     "usage_data_raw",
     "usage_data",
+    "console_sessions",
 ];
 
 type BatchFn = fn(&mut crate::db::AnyConnection, NaiveDateTime, i64) -> Result<usize, DbError>;
@@ -93,7 +94,10 @@ pub fn run_pass(
     let roll_up: BatchFn =
         |conn, before, batch| sql::roll_up_daily_checks(conn, before.date(), batch);
     // (kind, cutoff or None to keep, rows per batch, one batch)
-    let plan: [(&'static str, Option<NaiveDateTime>, i64, BatchFn); 6] = [
+    let idle = Duration::seconds(
+        i64::try_from(settings.console_session_idle_secs).unwrap_or(i64::MAX / 4),
+    );
+    let plan: [(&'static str, Option<NaiveDateTime>, i64, BatchFn); 7] = [
         (
             KINDS[0],
             Some(days(settings.version_check_daily_retention_days)),
@@ -132,6 +136,12 @@ pub fn run_pass(
             // ~4,200 metric rows go with each submission.
             (batch / 100).max(1),
             sql::delete_submissions_received_before,
+        ),
+        (
+            KINDS[6],
+            now.checked_sub_signed(idle),
+            batch,
+            sql::delete_console_sessions_ended_before,
         ),
     ];
     let mut report = RetentionReport::default();

@@ -247,6 +247,29 @@ async fn retention_rolls_old_checks_into_months_and_removes_what_is_past_its_per
             &format!("UPDATE {table} SET received_at = '{long_ago}' WHERE uuid = 'old-uuid'"),
         );
     }
+    // Console sessions: one over for two days, one live.
+    let fmt = |d: Duration| (Utc::now() + d).format("%Y-%m-%d %H:%M:%S").to_string();
+    query_text(
+        &db.url,
+        &format!(
+            "INSERT INTO console_users (name, role, password_hash, created_at, disabled) \
+             VALUES ('ops', 'admin', 'x', '{now}', FALSE)",
+            now = fmt(Duration::zero())
+        ),
+    );
+    for (hash, last_seen, expires) in [
+        ("ended", fmt(-Duration::days(2)), fmt(-Duration::days(1))),
+        ("live", fmt(Duration::zero()), fmt(Duration::hours(10))),
+    ] {
+        query_text(
+            &db.url,
+            &format!(
+                "INSERT INTO console_sessions (session_hash, user_id, csrf_token, created_at, \
+                 last_seen, expires_at) SELECT '{hash}', id, 't', '{last_seen}', '{last_seen}', \
+                 '{expires}' FROM console_users"
+            ),
+        );
+    }
     let metrics_of_old = query_text(&db.url, "SELECT COUNT(*) FROM usage_data_metrics m JOIN usage_data u ON u.id = m.usage_data_id WHERE u.uuid = 'old-uuid'");
     assert_ne!(metrics_of_old.trim(), "0");
 
@@ -279,6 +302,7 @@ async fn retention_rolls_old_checks_into_months_and_removes_what_is_past_its_per
         "usage_ping_errors: 1 row(s) removed".into(),
         "usage_ping_metadata: 1 row(s) removed".into(),
         "usage_data: 1 row(s) removed".into(),
+        "console_sessions: 1 row(s) removed".into(),
     ] {
         assert!(printed.contains(&line), "`{line}` missing from:\n{printed}");
     }
@@ -319,6 +343,7 @@ async fn retention_rolls_old_checks_into_months_and_removes_what_is_past_its_per
     assert_eq!(q("SELECT uuid FROM usage_ping_metadata"), "new-uuid");
     assert_eq!(q("SELECT COUNT(*) FROM usage_ping_metadata_metrics"), "1");
     assert_eq!(q("SELECT COUNT(*) FROM usage_data_raw"), "1");
+    assert_eq!(q("SELECT session_hash FROM console_sessions"), "live");
     let left = q("SELECT COUNT(*) FROM usage_data_metrics m LEFT JOIN usage_data u ON u.id = m.usage_data_id WHERE u.id IS NULL");
     assert_eq!(left, "0", "no metric row outlives its submission");
 

@@ -122,7 +122,7 @@ pub fn in_transaction<T>(
     use diesel::connection::{AnsiTransactionManager, TransactionManager};
     match conn {
         AnyConnection::Sqlite(c) => {
-            AnsiTransactionManager::begin_transaction_sql(&mut **c, "BEGIN IMMEDIATE")?
+            AnsiTransactionManager::begin_transaction_sql(&mut **c, "BEGIN IMMEDIATE")?;
         }
         AnyConnection::Postgres(c) => AnsiTransactionManager::begin_transaction(&mut **c)?,
     }

@@ -1,5 +1,6 @@
 //! One file per table: `find_*` / `list_*` reads, `New*` insertables, writes in transactions.
 
+pub mod console;
 pub mod erasure;
 pub mod releases;
 pub mod retention;

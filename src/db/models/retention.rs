@@ -97,7 +97,7 @@ pub fn total_monthly_checks(conn: &mut AnyConnection) -> Result<i64, DbError> {
     let total =
         diesel::dsl::sql::<diesel::sql_types::BigInt>("CAST(COALESCE(SUM(count), 0) AS BIGINT)");
     Ok(with_conn!(conn, |c| version_checks_monthly::table
-        .select(total.clone())
+        .select(total)
         .first::<i64>(c))?)
 }
 
@@ -223,6 +223,34 @@ pub fn delete_submissions_received_before(
             )
             .execute(c)?;
             Ok(diesel::delete(usage_data::table.filter(usage_data::id.eq_any(&ids))).execute(c)?)
+        })
+    })
+}
+
+/// Deletes up to `batch` console sessions that ended before `ended_before` (absolute end or
+/// last request before it); logins also clear ended sessions, the job catches the rest.
+pub fn delete_console_sessions_ended_before(
+    conn: &mut AnyConnection,
+    ended_before: NaiveDateTime,
+    batch: i64,
+) -> Result<usize, DbError> {
+    use crate::db::schema::console_sessions;
+    in_transaction(conn, |conn| {
+        with_conn!(conn, |c| {
+            let ids: Vec<i64> = console_sessions::table
+                .filter(
+                    console_sessions::expires_at
+                        .lt(ended_before)
+                        .or(console_sessions::last_seen.lt(ended_before)),
+                )
+                .order(console_sessions::id)
+                .limit(batch)
+                .select(console_sessions::id)
+                .load(c)?;
+            Ok(
+                diesel::delete(console_sessions::table.filter(console_sessions::id.eq_any(&ids)))
+                    .execute(c)?,
+            )
         })
     })
 }

@@ -66,7 +66,10 @@ struct NewHost<'a> {
 }
 
 impl NewCheckCount<'_> {
-    #[allow(clippy::type_complexity)]
+    #[expect(
+        clippy::type_complexity,
+        reason = "a diesel insertable tuple: its type is the column list"
+    )]
     fn columns(
         &self,
     ) -> (
@@ -89,7 +92,10 @@ impl NewCheckCount<'_> {
 }
 
 impl NewHost<'_> {
-    #[allow(clippy::type_complexity)]
+    #[expect(
+        clippy::type_complexity,
+        reason = "a diesel insertable tuple: its type is the column list"
+    )]
     fn columns(
         &self,
     ) -> (
@@ -152,7 +158,10 @@ impl VersionStatus {
         }
     }
 
-    #[allow(clippy::type_complexity)]
+    #[expect(
+        clippy::type_complexity,
+        reason = "a diesel insertable tuple: its type is the column list"
+    )]
     fn columns(
         &self,
     ) -> (
@@ -369,6 +378,6 @@ pub fn total_checks(conn: &mut AnyConnection) -> Result<i64, DbError> {
     let total =
         diesel::dsl::sql::<diesel::sql_types::BigInt>("CAST(COALESCE(SUM(count), 0) AS BIGINT)");
     Ok(with_conn!(conn, |c| version_checks::table
-        .select(total.clone())
+        .select(total)
         .first::<i64>(c))?)
 }
