@@ -57,7 +57,23 @@ pub enum Command {
         /// Comma-separated metric key paths to add as CSV columns.
         #[arg(long, value_delimiter = ',')]
         keys: Vec<String>,
+        /// Replace hostnames, uuids, unique instance ids, licensee names and e-mails and
+        /// licence fingerprints with HMAC-SHA256 under `pseudonymise_key` (docs/privacy.md).
+        #[arg(long)]
+        pseudonymise: bool,
     },
+    /// Erase every row of one installation in one transaction, or `--check` whether it was.
+    Erase(crate::lifecycle::EraseArgs),
+    /// Retention of every kind of data (docs/privacy.md).
+    #[command(subcommand)]
+    Retention(RetentionCommand),
+}
+
+/// `retention …`
+#[derive(Debug, Subcommand)]
+pub enum RetentionCommand {
+    /// Run one retention pass now and print what it removed.
+    Run,
 }
 
 /// `releases …`
@@ -284,14 +300,27 @@ fn run_store_command(settings: Settings, command: Command) -> anyhow::Result<()>
             to,
             format,
             keys,
+            pseudonymise,
         } => {
+            let key = match (pseudonymise, &settings.pseudonymise_key) {
+                (false, _) => None,
+                (true, Some(key)) => Some(key),
+                (true, None) => anyhow::bail!(
+                    "--pseudonymise needs the `pseudonymise_key` setting \
+                     (VERSION_APP_PSEUDONYMISE_KEY, at least {} bytes): pseudonyms are \
+                     HMAC-SHA256 under that key, and without one nothing would hide the \
+                     identifiers; nothing was exported",
+                    crate::domain::pseudonym::SecretKey::MIN_LEN
+                ),
+            };
             let (from, to) = (
                 crate::export::parse_bound(&from)?,
                 crate::export::parse_bound(&to)?,
             );
             anyhow::ensure!(from < to, "--from must be before --to");
             let mut buffered = std::io::BufWriter::new(out);
-            let done = crate::export::export(&mut conn, from, to, format, &keys, &mut buffered)?;
+            let done =
+                crate::export::export(&mut conn, from, to, format, &keys, key, &mut buffered)?;
             if done.without_payload > 0 {
                 eprintln!(
                     "{} submission(s) skipped: their raw payload was removed by retention",
@@ -299,6 +328,18 @@ fn run_store_command(settings: Settings, command: Command) -> anyhow::Result<()>
                 );
             }
             eprintln!("{} submission(s) exported", done.written);
+        }
+        Command::Erase(args) => {
+            crate::lifecycle::erase_command(&settings, &mut conn, &args, &mut out)?;
+        }
+        Command::Retention(RetentionCommand::Run) => {
+            drop(conn);
+            let now = chrono::Utc::now().naive_utc();
+            let report =
+                crate::lifecycle::retention::run_pass(&db, &settings, now, &|| false, None)?;
+            for (kind, n) in report.removed {
+                writeln!(out, "{kind}: {n} row(s) removed")?;
+            }
         }
         Command::User(command) => crate::console::accounts::run(&mut conn, command, &mut out)?,
         Command::Serve | Command::Healthcheck => unreachable!("handled in run"),

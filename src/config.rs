@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use crate::domain::pseudonym::SecretKey;
+
 /// Prefix of every environment variable the application reads (besides `DATABASE_URL`).
 pub const ENV_PREFIX: &str = "VERSION_APP_";
 
@@ -63,6 +65,23 @@ pub struct Settings {
     pub ingest_batch_max: usize,
     /// Writer threads storing payloads; 0 picks 1 for SQLite and 2 for PostgreSQL.
     pub ingest_writers: usize,
+    // --- privacy and data lifecycle (docs/privacy.md) ---
+    /// Key of `export --pseudonymise`'s HMAC-SHA256 pseudonyms; never stored in the store.
+    pub pseudonymise_key: Option<SecretKey>,
+    /// Key of the HMAC-SHA256 hashes that erasure entries keep; never stored in the store.
+    pub erasure_key: Option<SecretKey>,
+    /// Days daily version-check counts are kept before being summed into monthly counts.
+    pub version_check_daily_retention_days: u32,
+    /// Days a host that sends no check stays in `hosts`.
+    pub host_retention_days: u32,
+    /// Days Service Ping submissions and their metric rows are kept; 0 keeps them forever.
+    pub submission_retention_days: u32,
+    /// Days `usage_ping_errors` reports are kept.
+    pub usage_ping_error_retention_days: u32,
+    /// Days `usage_ping_metadata` reports (and their timings) are kept.
+    pub usage_ping_metadata_retention_days: u32,
+    /// Rows the retention job removes per statement (one short transaction each).
+    pub retention_batch_size: u32,
     /// Seconds a console session survives without a request.
     pub console_session_idle_secs: u64,
     /// Seconds a console session lasts at most, however active.
@@ -119,6 +138,14 @@ impl Default for Settings {
             ingest_admission_wait_ms: 2_000,
             ingest_batch_max: 32,
             ingest_writers: 0,
+            pseudonymise_key: None,
+            erasure_key: None,
+            version_check_daily_retention_days: 400,
+            host_retention_days: 400,
+            submission_retention_days: 0,
+            usage_ping_error_retention_days: 90,
+            usage_ping_metadata_retention_days: 90,
+            retention_batch_size: 1000,
             console_session_idle_secs: 3600,
             console_session_max_secs: 12 * 3600,
             console_cookie_secure: false,
@@ -293,6 +320,56 @@ impl Settings {
         if self.ingest_max_concurrent == 0 {
             return invalid("ingest_max_concurrent", "must be at least 1".into());
         }
+        self.validate_privacy()
+    }
+}
+
+impl Settings {
+    /// Retention periods where 0 would mean "keep forever" are refused unless documented so
+    /// (`raw_payload_retention_days`, `submission_retention_days`); keys must be long enough.
+    fn validate_privacy(&self) -> Result<(), ConfigError> {
+        if self.retention_batch_size == 0 {
+            return Err(ConfigError::Invalid {
+                setting: "retention_batch_size",
+                message: "must be at least 1".into(),
+            });
+        }
+        let days: [(&'static str, u32); 4] = [
+            (
+                "version_check_daily_retention_days",
+                self.version_check_daily_retention_days,
+            ),
+            ("host_retention_days", self.host_retention_days),
+            (
+                "usage_ping_error_retention_days",
+                self.usage_ping_error_retention_days,
+            ),
+            (
+                "usage_ping_metadata_retention_days",
+                self.usage_ping_metadata_retention_days,
+            ),
+        ];
+        for (setting, value) in days {
+            if value == 0 {
+                return Err(ConfigError::Invalid {
+                    setting,
+                    message: "must be a whole number of at least 1 (0 does not mean keep here)"
+                        .into(),
+                });
+            }
+        }
+        let keys = [
+            ("pseudonymise_key", &self.pseudonymise_key),
+            ("erasure_key", &self.erasure_key),
+        ];
+        for (setting, key) in keys {
+            if key.as_ref().is_some_and(|k| k.len() < SecretKey::MIN_LEN) {
+                return Err(ConfigError::Invalid {
+                    setting,
+                    message: format!("must be at least {} bytes long", SecretKey::MIN_LEN),
+                });
+            }
+        }
         Ok(())
     }
 }
@@ -357,6 +434,53 @@ mod tests {
             jail.set_env("VERSION_APP_LISTEN", "localhost");
             let err = Settings::load(None).unwrap_err().to_string();
             assert!(err.contains("listen"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_retention_settings_name_the_setting() {
+        for (var, value, setting) in [
+            (
+                "VERSION_APP_HOST_RETENTION_DAYS",
+                "0",
+                "host_retention_days",
+            ),
+            (
+                "VERSION_APP_USAGE_PING_ERROR_RETENTION_DAYS",
+                "-5",
+                "usage_ping_error_retention_days",
+            ),
+            (
+                "VERSION_APP_VERSION_CHECK_DAILY_RETENTION_DAYS",
+                "a year",
+                "version_check_daily_retention_days",
+            ),
+            (
+                "VERSION_APP_RAW_PAYLOAD_RETENTION_DAYS",
+                "-1",
+                "raw_payload_retention_days",
+            ),
+            (
+                "VERSION_APP_SUBMISSION_RETENTION_DAYS",
+                "x",
+                "submission_retention_days",
+            ),
+            ("VERSION_APP_PSEUDONYMISE_KEY", "short", "pseudonymise_key"),
+        ] {
+            Jail::expect_with(|jail| {
+                jail.set_env(var, value);
+                let err = Settings::load(None).unwrap_err().to_string();
+                assert!(err.to_lowercase().contains(setting), "{var}={value}: {err}");
+                Ok(())
+            });
+        }
+        Jail::expect_with(|jail| {
+            jail.set_env("VERSION_APP_SUBMISSION_RETENTION_DAYS", "0");
+            jail.set_env("VERSION_APP_PSEUDONYMISE_KEY", "0123456789abcdef");
+            let settings = Settings::load(None).unwrap();
+            assert_eq!(settings.submission_retention_days, 0, "0 keeps submissions");
+            assert!(!format!("{settings:?}").contains("0123456789abcdef"));
             Ok(())
         });
     }

@@ -11,6 +11,7 @@ use crate::db::models::usage_data;
 use crate::db::models::usage_data_raw::{self, ExportRow};
 use crate::db::AnyConnection;
 use crate::domain::csv_safe::neutralise;
+use crate::domain::pseudonym::{rewrite_strings, SecretKey, IDENTIFYING_PATHS};
 
 /// Submissions read per query.
 const PAGE: i64 = 200;
@@ -53,8 +54,13 @@ pub fn export(
     to: NaiveDateTime,
     format: ExportFormat,
     keys: &[String],
+    pseudonymise: Option<&SecretKey>,
     out: &mut dyn Write,
 ) -> anyhow::Result<ExportSummary> {
+    let hide = |value: &str| match pseudonymise {
+        Some(key) => key.pseudonym(value),
+        None => value.to_string(),
+    };
     let mut summary = ExportSummary::default();
     match format {
         ExportFormat::Ndjson => {
@@ -62,7 +68,21 @@ pub fn export(
                 for row in page {
                     match &row.payload {
                         Some(payload) => {
-                            write_ndjson_line(out, payload)?;
+                            match pseudonymise {
+                                Some(key) => {
+                                    let hidden = rewrite_strings(payload, IDENTIFYING_PATHS, |v| {
+                                        key.pseudonym(v)
+                                    })
+                                    .map_err(|e| {
+                                        anyhow::anyhow!(
+                                            "submission {} cannot be pseudonymised: {e}",
+                                            row.id
+                                        )
+                                    })?;
+                                    write_ndjson_line(out, &hidden)?;
+                                }
+                                None => write_ndjson_line(out, payload)?,
+                            }
                             summary.written += 1;
                         }
                         None => summary.without_payload += 1,
@@ -100,7 +120,7 @@ pub fn export(
                     }
                 }
                 for row in page {
-                    writer.write_record(csv_record(row, keys, &key_ids, &values))?;
+                    writer.write_record(csv_record(row, keys, &key_ids, &values, &hide))?;
                     summary.written += 1;
                 }
                 Ok(())
@@ -152,14 +172,15 @@ fn csv_record(
     keys: &[String],
     key_ids: &HashMap<String, i64>,
     values: &HashMap<(i64, i64), f64>,
+    hide: &dyn Fn(&str) -> String,
 ) -> Vec<String> {
     // Text from senders goes through the formula-injection defence (domain::csv_safe);
     // numbers formatted here do not need it.
     let text = |value: &str| neutralise(value).into_owned();
     let mut record = vec![
         row.id.to_string(),
-        text(&row.uuid),
-        text(row.hostname.as_deref().unwrap_or_default()),
+        text(&hide(&row.uuid)),
+        text(&row.hostname.as_deref().map(hide).unwrap_or_default()),
         text(row.version.as_deref().unwrap_or_default()),
         text(row.edition.as_deref().unwrap_or_default()),
         text(row.installation_type.as_deref().unwrap_or_default()),

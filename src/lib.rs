@@ -13,6 +13,7 @@ pub mod export;
 pub mod geoip;
 pub mod ingest;
 pub mod jobs;
+pub mod lifecycle;
 pub mod metrics;
 pub mod recorder;
 pub mod render;

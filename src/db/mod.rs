@@ -5,8 +5,8 @@
 //! written once against [`AnyConnection`] with the [`with_conn!`](crate::with_conn) macro,
 //! which compiles the same block for each backend.
 
-mod json_text;
 pub mod guard;
+mod json_text;
 pub mod locks;
 pub mod models;
 pub mod schema;

@@ -321,3 +321,48 @@ diesel::table! {
 
 diesel::joinable!(console_sessions -> console_users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(console_users, console_sessions);
+
+// --- privacy and data lifecycle (docs/privacy.md) ---
+
+diesel::table! {
+    /// Version checks older than `version_check_daily_retention_days`, summed by month.
+    version_checks_monthly (month, host, version, country) {
+        /// First day of the UTC month.
+        month -> Date,
+        /// Referer hostname, as in `version_checks.host`.
+        host -> Text,
+        /// Normalised version.
+        version -> Text,
+        /// Country code or `''`.
+        country -> Text,
+        /// Checks counted in the month.
+        count -> BigInt,
+        /// Latest check of the month (UTC).
+        last_seen -> Timestamp,
+    }
+}
+
+diesel::table! {
+    /// One row per `version-app erase`.
+    erasures (id) {
+        /// Row id.
+        id -> BigInt,
+        /// When the erasure committed (UTC).
+        erased_at -> Timestamp,
+        /// JSON: rows removed per table.
+        removed -> Text,
+    }
+}
+
+diesel::table! {
+    /// Keyed hashes of the identifiers an erasure removed.
+    erasure_subjects (subject_hash, erasure_id) {
+        /// `erasures.id`.
+        erasure_id -> BigInt,
+        /// Hex HMAC-SHA256 under `erasure_key` of `kind:value`.
+        subject_hash -> Text,
+    }
+}
+
+diesel::joinable!(erasure_subjects -> erasures (erasure_id));
+diesel::allow_tables_to_appear_in_same_query!(erasures, erasure_subjects);

@@ -7,6 +7,7 @@ pub mod csv_safe;
 pub mod devops;
 pub mod input_rules;
 pub mod payload;
+pub mod pseudonym;
 pub mod release;
 pub mod submission_score;
 pub mod verdict;

@@ -25,7 +25,7 @@ use crate::config::{Backend, Settings};
 use crate::db::models::usage_data::{
     self, KeyDictionary, NewSubmission, StoredSubmission, SubmissionSource,
 };
-use crate::db::models::usage_data_raw::{self, RawPayload};
+use crate::db::models::usage_data_raw::RawPayload;
 use crate::db::models::version_checks::{self, VersionStatus};
 use crate::db::{AnyConnection, Db, DbError};
 use crate::domain::devops::{self, FeatureScores, ScoreMapping};
@@ -205,7 +205,7 @@ impl Ingest {
 
     /// Registers the ingest path's background jobs: the DevOps-leaders recomputation (a
     /// per-process cache, so every process runs it; the first run is at once, before traffic
-    /// arrives) and, when set, raw-payload retention (shared state: once across processes).
+    /// arrives).
     pub fn register_jobs(&self, jobs: &Jobs, settings: &Settings) {
         let (mapping, leaders) = (self.mapping.clone(), self.leaders.clone());
         jobs.every(
@@ -214,27 +214,7 @@ impl Ingest {
             RunScope::EveryProcess,
             move |ctx| Ok(refresh_leaders(ctx.db, &mapping, &leaders)?),
         );
-        let days = settings.raw_payload_retention_days;
-        if days > 0 {
-            jobs.every(
-                "raw_payload_retention",
-                Duration::from_secs(3600),
-                RunScope::OnceAcrossProcesses,
-                move |ctx| {
-                    let cutoff = Utc::now().naive_utc() - chrono::Duration::days(days.into());
-                    let deleted =
-                        usage_data_raw::delete_raw_received_before(&mut ctx.db.get()?, cutoff)?;
-                    if deleted > 0 {
-                        tracing::info!(
-                            usage_data.raw_deleted = deleted,
-                            retention.days = days,
-                            "raw payloads past retention deleted"
-                        );
-                    }
-                    Ok(())
-                },
-            );
-        }
+        // Raw-payload retention is part of the one retention job (lifecycle/retention.rs).
     }
 }
 

@@ -407,7 +407,7 @@ async fn upload(
                 &state,
                 StatusCode::SERVICE_UNAVAILABLE,
                 "The server is busy; please upload the file again in a minute.",
-            )
+            );
         }
     };
     let limits = state.ingest.limits;

@@ -1,7 +1,9 @@
 //! One file per table: `find_*` / `list_*` reads, `New*` insertables, writes in transactions.
 
 pub mod console;
+pub mod erasure;
 pub mod releases;
+pub mod retention;
 pub mod tokens;
 pub mod usage_data;
 pub mod usage_data_raw;

@@ -1,0 +1,3 @@
+DROP TABLE erasure_subjects;
+DROP TABLE erasures;
+DROP TABLE version_checks_monthly;

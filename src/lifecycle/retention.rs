@@ -1,0 +1,175 @@
+//! The retention pass: every kind of data past its retention period, removed (or, for daily
+//! version-check counts, rolled up by month) in bounded batches. One pass is what the daily
+//! job runs and what `version-app retention run` runs; periods are in `docs/privacy.md`.
+
+use chrono::{Duration, NaiveDateTime};
+use prometheus::{IntCounterVec, Opts, Registry};
+
+use std::sync::Arc;
+
+use crate::config::Settings;
+use crate::db::models::retention as sql;
+use crate::db::{Db, DbError};
+use crate::jobs::{Jobs, RunScope};
+use crate::metrics::Metrics;
+
+/// Name of the retention job on the job runner.
+pub const JOB_NAME: &str = "retention";
+
+/// How often the retention job runs (its first run is right after start).
+pub const EVERY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Registers the daily retention job: once across processes sharing a store, stopping
+/// between batches at shutdown, counting what it removed in `/metrics`.
+pub fn register_job(jobs: &Jobs, metrics: &Metrics, settings: Arc<Settings>) {
+    let counters = RetentionMetrics::register(metrics.registry());
+    jobs.every(JOB_NAME, EVERY, RunScope::OnceAcrossProcesses, move |ctx| {
+        let now = chrono::Utc::now().naive_utc();
+        let cancelled = || ctx.cancel.is_cancelled();
+        run_pass(ctx.db, &settings, now, &cancelled, Some(&counters))?;
+        Ok(())
+    });
+}
+
+/// Rows removed per kind in one pass, in the order the pass ran them.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RetentionReport {
+    /// `(kind, rows)`: kinds are table names, plus `version_checks_rolled_up`.
+    pub removed: Vec<(&'static str, u64)>,
+    /// True when the pass stopped early because it was cancelled.
+    pub cancelled: bool,
+}
+
+/// `version_app_retention_removed_total{kind}`.
+#[derive(Clone)]
+pub struct RetentionMetrics {
+    removed: IntCounterVec,
+}
+
+impl RetentionMetrics {
+    /// Creates the counter and registers it.
+    pub fn register(registry: &Registry) -> RetentionMetrics {
+        let removed = IntCounterVec::new(
+            Opts::new(
+                "version_app_retention_removed_total",
+                "Rows removed by the retention job, by kind (version_checks_rolled_up: daily \
+                 check rows summed into version_checks_monthly)",
+            ),
+            &["kind"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(removed.clone()))
+            .expect("metric names are unique");
+        for kind in KINDS {
+            removed.with_label_values(&[kind]);
+        }
+        RetentionMetrics { removed }
+    }
+}
+
+const KINDS: [&str; 7] = [
+    "version_checks_rolled_up",
+    "hosts",
+    "usage_ping_errors",
+    "usage_ping_metadata",
+    "usage_data_raw",
+    "usage_data",
+    "console_sessions",
+];
+
+type BatchFn = fn(&mut crate::db::AnyConnection, NaiveDateTime, i64) -> Result<usize, DbError>;
+
+/// Runs one pass at `now`. `cancelled` is asked between batches; a cancelled pass stops
+/// after its current batch (each batch is its own transaction, so nothing is half done).
+pub fn run_pass(
+    db: &Db,
+    settings: &Settings,
+    now: NaiveDateTime,
+    cancelled: &dyn Fn() -> bool,
+    metrics: Option<&RetentionMetrics>,
+) -> Result<RetentionReport, DbError> {
+    let batch = i64::from(settings.retention_batch_size);
+    let days = |n: u32| now - Duration::days(i64::from(n));
+    let roll_up: BatchFn =
+        |conn, before, batch| sql::roll_up_daily_checks(conn, before.date(), batch);
+    // (kind, cutoff or None to keep, rows per batch, one batch)
+    let idle = Duration::seconds(
+        i64::try_from(settings.console_session_idle_secs).unwrap_or(i64::MAX / 4),
+    );
+    let plan: [(&'static str, Option<NaiveDateTime>, i64, BatchFn); 7] = [
+        (
+            KINDS[0],
+            Some(days(settings.version_check_daily_retention_days)),
+            batch,
+            roll_up,
+        ),
+        (
+            KINDS[1],
+            Some(days(settings.host_retention_days)),
+            batch,
+            sql::delete_hosts_not_seen_since,
+        ),
+        (
+            KINDS[2],
+            Some(days(settings.usage_ping_error_retention_days)),
+            batch,
+            sql::delete_errors_received_before,
+        ),
+        (
+            KINDS[3],
+            Some(days(settings.usage_ping_metadata_retention_days)),
+            batch,
+            sql::delete_metadata_received_before,
+        ),
+        (
+            KINDS[4],
+            (settings.raw_payload_retention_days > 0)
+                .then(|| days(settings.raw_payload_retention_days)),
+            batch,
+            sql::delete_raw_received_before,
+        ),
+        (
+            KINDS[5],
+            (settings.submission_retention_days > 0)
+                .then(|| days(settings.submission_retention_days)),
+            // ~4,200 metric rows go with each submission.
+            (batch / 100).max(1),
+            sql::delete_submissions_received_before,
+        ),
+        (
+            KINDS[6],
+            now.checked_sub_signed(idle),
+            batch,
+            sql::delete_console_sessions_ended_before,
+        ),
+    ];
+    let mut report = RetentionReport::default();
+    for (kind, cutoff, per_batch, step) in plan {
+        let Some(cutoff) = cutoff else { continue };
+        let mut total = 0u64;
+        loop {
+            if cancelled() {
+                report.cancelled = true;
+                break;
+            }
+            // A connection per batch: the pool is shared with checks and ingest.
+            let n = step(&mut db.get()?, cutoff, per_batch)?;
+            total += n as u64;
+            if let Some(m) = metrics {
+                m.removed.with_label_values(&[kind]).inc_by(n as u64);
+            }
+            if (n as i64) < per_batch {
+                break;
+            }
+        }
+        if total > 0 {
+            tracing::info!(retention.kind = kind, retention.removed = total, cutoff = %cutoff, "retention removed rows");
+        }
+        report.removed.push((kind, total));
+        if report.cancelled {
+            break;
+        }
+    }
+    Ok(report)
+}
