@@ -54,8 +54,11 @@ pub(super) struct Entry {
 ///   them for analysts.
 ///
 /// Numbers are kept as `f64`, and integers also exactly as `i64` ([`Metric::exact`]): the
-/// few identifiers above 2^53 (`database.pg_system_id`) would lose precision as doubles. If two different paths flatten to the same text (a key that itself contains a
-/// `.`), both entries are kept and [`FlatMetrics::get`] returns the first in document order.
+/// few identifiers above 2^53 (`database.pg_system_id`) would lose precision as doubles. If a path occurs twice (a key repeated in one object, or a key that itself
+/// contains a `.` colliding with a nested path: `{"a.b":1,"a":{"b":2}}`), the **last value in
+/// document order wins**, as in JSON parsers that keep one value per key; the earlier ones are
+/// dropped here, before anything is stored, so both stores keep the same single row
+/// (docs/hardening.md).
 #[derive(Debug, Clone, Default)]
 pub struct FlatMetrics {
     pub(super) keys: String,
@@ -176,10 +179,22 @@ impl FlatMetrics {
 
 pub(super) fn sort_entries(metrics: &mut FlatMetrics) {
     let FlatMetrics { keys, entries, .. } = metrics;
-    // Stable sort: duplicates keep document order, so lookups return the first one.
+    // Stable sort: duplicates keep document order (the last one is kept below).
     entries.sort_by(|a, b| {
         let key_a = &keys[a.start as usize..(a.start + a.len) as usize];
         let key_b = &keys[b.start as usize..(b.start + b.len) as usize];
         key_a.cmp(key_b)
     });
+    // Last value wins (issue 8, #3): of a run of equal keys, keep the last one in document
+    // order. Done once here so no store sees two rows for one path.
+    let key = |e: &Entry| &keys[e.start as usize..(e.start + e.len) as usize];
+    let mut kept = 0;
+    for read in 0..entries.len() {
+        if read + 1 < entries.len() && key(&entries[read]) == key(&entries[read + 1]) {
+            continue;
+        }
+        entries[kept] = entries[read];
+        kept += 1;
+    }
+    entries.truncate(kept);
 }

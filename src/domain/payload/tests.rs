@@ -546,10 +546,13 @@ fn metric_count_and_key_length_limits() {
 }
 
 #[test]
-fn duplicate_flattened_paths_keep_both_and_return_the_first() {
+fn duplicate_flattened_paths_keep_the_last_value() {
     let parsed = parse_str(&with_id(r#""a":{"b":1},"a.b":2"#)).unwrap();
+    assert_eq!(parsed.metrics.len(), 1);
+    assert_eq!(parsed.metrics.get("a.b"), Some(2.0));
+    let parsed = parse_str(&with_id(r#""c":{"a":1,"a":2,"z":1,"a":3}"#)).unwrap();
+    assert_eq!(parsed.metrics.get("c.a"), Some(3.0));
     assert_eq!(parsed.metrics.len(), 2);
-    assert!(parsed.metrics.get("a.b").is_some());
 }
 
 #[test]
