@@ -68,7 +68,7 @@ impl AnyConnection {
         use diesel::connection::{AnsiTransactionManager, TransactionManager};
         match self {
             AnyConnection::Sqlite(c) => {
-                AnsiTransactionManager::begin_transaction_sql(&mut **c, "BEGIN IMMEDIATE")?
+                AnsiTransactionManager::begin_transaction_sql(&mut **c, "BEGIN IMMEDIATE")?;
             }
             AnyConnection::Postgres(c) => AnsiTransactionManager::begin_transaction(&mut **c)?,
         }
