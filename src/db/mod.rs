@@ -58,8 +58,10 @@ macro_rules! with_conn {
 }
 
 impl AnyConnection {
-    /// Runs `f` in one transaction (committed when it returns `Ok`, rolled back otherwise), so
-    /// model functions taking `&mut AnyConnection` can be composed into one atomic write.
+    /// Runs `f` in one write transaction (committed when it returns `Ok`, rolled back
+    /// otherwise), so model functions taking `&mut AnyConnection` compose into one atomic
+    /// write. On SQLite it begins IMMEDIATE, like [`WriteTransaction`]: the write lock is
+    /// taken up front, where `busy_timeout` applies, so processes queue instead of failing.
     pub fn transaction<T>(
         &mut self,
         f: impl FnOnce(&mut AnyConnection) -> Result<T, DbError>,

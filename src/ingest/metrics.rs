@@ -176,14 +176,19 @@ impl IngestMetrics {
     }
 }
 
-/// `(outcome, default reason)` of an error answer.
+/// `(outcome, default reason)` of an error answer, by its HTTP status so that every error
+/// kind gets a label.
 fn outcome_of(err: &ApiError) -> (&'static str, &'static str) {
-    match err {
-        ApiError::Unavailable => ("unavailable", "store_unavailable"),
-        ApiError::Busy(_) => ("unavailable", "busy"),
-        ApiError::Internal(_) => ("error", "internal"),
-        ApiError::PayloadTooLarge(_) => ("rejected", "too_large"),
-        ApiError::UnsupportedMediaType(_) => ("rejected", "unsupported_media_type"),
+    use actix_web::http::StatusCode;
+    match actix_web::ResponseError::status_code(err) {
+        StatusCode::SERVICE_UNAVAILABLE => match err {
+            ApiError::Unavailable => ("unavailable", "store_unavailable"),
+            _ => ("unavailable", "busy"),
+        },
+        status if status.is_server_error() => ("error", "internal"),
+        StatusCode::PAYLOAD_TOO_LARGE => ("rejected", "too_large"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("rejected", "unsupported_media_type"),
+        StatusCode::REQUEST_TIMEOUT => ("rejected", "body_timeout"),
         _ => ("rejected", "bad_request"),
     }
 }
