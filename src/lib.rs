@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod cli;
+pub mod cli_releases;
 pub mod config;
 pub mod console;
 pub mod db;
@@ -15,6 +16,7 @@ pub mod ingest;
 pub mod jobs;
 pub mod metrics;
 pub mod recorder;
+pub mod release_ops;
 pub mod render;
 pub mod routes;
 pub mod snapshot;

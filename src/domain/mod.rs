@@ -6,5 +6,6 @@ pub mod csv_import;
 pub mod devops;
 pub mod payload;
 pub mod release;
+pub mod release_edit;
 pub mod verdict;
 pub mod version;

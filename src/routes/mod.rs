@@ -4,6 +4,7 @@ pub mod check;
 pub mod client;
 pub mod health;
 pub mod metrics;
+pub mod release_admin;
 pub mod usage_data;
 pub mod versions;
 
@@ -34,6 +35,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(
                     "/versions/{version}",
                     web::patch().to(versions::set_security),
+                )
+                // the release table's audit trail and security batches
+                .route(
+                    "/versions/{version}/history",
+                    web::get().to(release_admin::version_history),
+                )
+                .route(
+                    "/releases/history",
+                    web::get().to(release_admin::all_history),
+                )
+                .route(
+                    "/security_releases",
+                    web::post().to(release_admin::security_releases),
                 ),
         );
 }

@@ -11,6 +11,7 @@ mod deployment;
 mod health;
 mod helpers;
 mod jobs;
+mod release_history;
 mod usage_analysts;
 mod usage_data;
 mod usage_export;

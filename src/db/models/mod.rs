@@ -1,6 +1,8 @@
 //! One file per table: `find_*` / `list_*` reads, `New*` insertables, writes in transactions.
 
+pub mod active_versions;
 pub mod console;
+pub mod release_changes;
 pub mod releases;
 pub mod tokens;
 pub mod usage_data;
