@@ -6,6 +6,7 @@ mod check_operators;
 mod check_recording;
 mod cli;
 mod console_auth;
+mod console_releases;
 mod console_support;
 mod deployment;
 mod health;
