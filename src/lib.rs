@@ -19,6 +19,7 @@ pub mod recorder;
 pub mod release_ops;
 pub mod render;
 pub mod routes;
+pub mod server_limits;
 pub mod snapshot;
 pub mod startup;
 pub mod state;

@@ -133,7 +133,7 @@ impl CheckBuffer {
     /// writes rows in the same order (concurrent flushes then cannot deadlock).
     pub fn take(&self) -> Vec<CheckCount> {
         let mut rows = Vec::new();
-        for shard in self.shards.iter() {
+        for shard in &*self.shards {
             let taken = std::mem::take(&mut *shard.0.lock().unwrap_or_else(|e| e.into_inner()));
             self.keys.fetch_sub(taken.len(), Ordering::Relaxed);
             rows.extend(taken.iter().filter_map(|(key, tally)| unpack(key, *tally)));

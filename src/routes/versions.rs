@@ -15,11 +15,13 @@ use crate::auth::{self, AuthError, Scope};
 use crate::db::models::release_changes::Actor;
 use crate::db::models::releases::{self, ReleaseRow};
 use crate::domain::csv_import::parse_release_version;
+use crate::domain::input_rules::no_nul_opt;
 use crate::domain::release::{Release, SecurityLevel};
 use crate::domain::release_edit::{Edit, Mode, Via};
 use crate::domain::version::Version;
 use crate::error::ApiError;
 use crate::release_ops;
+use crate::routes::body::BodyError;
 use crate::state::AppState;
 
 /// Default and largest page sizes, as in GitLab's own API.
@@ -172,22 +174,25 @@ fn parse_level(text: Option<&str>) -> Result<Option<SecurityLevel>, ApiError> {
     .transpose()
 }
 
-fn check_body_size(body: &web::Bytes) -> Result<(), ApiError> {
-    if body.len() > MAX_RELEASE_BODY_BYTES {
-        return Err(ApiError::PayloadTooLarge(format!(
+/// Reads a release body under the body deadline (issue 8): over the cap is a JSON 413, not
+/// the framework's plain-text one.
+async fn read_release_body(state: &AppState, body: web::Payload) -> Result<web::Bytes, ApiError> {
+    match state.body.read(body, MAX_RELEASE_BODY_BYTES, false).await {
+        Ok(read) => Ok(read.bytes),
+        Err(BodyError::TooLarge) => Err(ApiError::PayloadTooLarge(format!(
             "a release body may be at most {MAX_RELEASE_BODY_BYTES} bytes"
-        )));
+        ))),
+        Err(other) => Err(other.into()),
     }
-    Ok(())
 }
 
 /// `POST /api/v1/versions`: adds a release (201), refusing duplicates (409).
 pub async fn create(
     req: HttpRequest,
-    body: web::Bytes,
+    body: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    check_body_size(&body)?;
+    let body = read_release_body(&state, body).await?;
     let fields: CreateFields = decode_body(&body)?;
     let actor = authorize(
         &state,
@@ -213,6 +218,9 @@ pub async fn create(
         })?,
         None => Utc::now().date_naive(),
     };
+    no_nul_opt("advisory", fields.advisory.as_deref())
+        .and_then(|_| no_nul_opt("details", fields.details.as_deref()))
+        .map_err(ApiError::Unprocessable)?;
     let mut edit = Edit::new(version.clone(), Mode::Create);
     edit.released_on = Some(released_on);
     edit.security = Some(parse_level(fields.security.as_deref())?.unwrap_or_default());
@@ -259,10 +267,10 @@ fn deserialize_some<'de, D: serde::Deserializer<'de>>(
 pub async fn set_security(
     req: HttpRequest,
     path: web::Path<String>,
-    body: web::Bytes,
+    body: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    check_body_size(&body)?;
+    let body = read_release_body(&state, body).await?;
     let fields: SecurityFields = if body.iter().all(u8::is_ascii_whitespace) {
         SecurityFields::default()
     } else {
@@ -277,6 +285,12 @@ pub async fn set_security(
             "the field `security` is required (none, non_critical or critical)".into(),
         )
     })?;
+    no_nul_opt(
+        "advisory",
+        fields.advisory.as_ref().and_then(|a| a.as_deref()),
+    )
+    .and_then(|_| no_nul_opt("details", fields.details.as_deref()))
+    .map_err(ApiError::Unprocessable)?;
     let mut edit = Edit::new(version.clone(), Mode::Update);
     edit.security = Some(security);
     edit.advisory = fields.advisory.map(|a| a.filter(|s| !s.trim().is_empty()));

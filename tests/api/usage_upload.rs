@@ -9,18 +9,7 @@ use std::time::{Duration, Instant};
 use version_app::db::schema::{usage_data, usage_data_raw};
 
 async fn upload(app: &TestApp, name: &str, bytes: Vec<u8>) -> (u16, String) {
-    let part = reqwest::multipart::Part::bytes(bytes)
-        .file_name(name.to_string())
-        .mime_str("application/json")
-        .unwrap();
-    let form = reqwest::multipart::Form::new().part("file", part);
-    let response = app
-        .client
-        .post(app.url("/usage_data"))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
+    let response = app.upload(name, bytes).await;
     let status = response.status().as_u16();
     let content_type = response.headers()["content-type"]
         .to_str()

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::db::models::releases::{NewRelease, ReleaseRow};
 use crate::db::schema::{release_changes, releases};
-use crate::db::{AnyConnection, DbError};
+use crate::db::{AnyConnection, DbError, WriteTransaction};
 use crate::domain::release::Release;
 use crate::domain::release_edit::{self, Edit, EditError, FieldChange, Via};
 use crate::with_conn;
@@ -163,7 +163,7 @@ pub fn write_edits(
         .map(|e| e.version.to_string())
         .chain(expect.iter().map(|e| e.version.clone()))
         .collect();
-    let result: Result<Vec<ChangeRow>, TxError> = with_conn!(conn, |c| c.transaction(|c| {
+    let result: Result<Vec<ChangeRow>, TxError> = with_conn!(conn, |c| c.write_transaction(|c| {
         let rows: Vec<ReleaseRow> = releases::table
             .filter(releases::version.eq_any(&versions))
             .select(ReleaseRow::as_select())

@@ -4,7 +4,7 @@ use chrono::{NaiveDate, NaiveDateTime, Utc};
 use diesel::prelude::*;
 
 use crate::db::schema::releases;
-use crate::db::{AnyConnection, DbError};
+use crate::db::{AnyConnection, DbError, WriteTransaction};
 use crate::domain::release::{Release, SecurityLevel};
 use crate::domain::version::Version;
 use crate::with_conn;
@@ -129,7 +129,7 @@ pub fn find_by_version(
 /// and a concurrent start of a second process inserts nothing twice.
 pub fn seed_if_empty(conn: &mut AnyConnection, list: &[Release]) -> Result<usize, DbError> {
     let rows: Vec<NewRelease> = list.iter().map(NewRelease::from_domain).collect();
-    Ok(with_conn!(conn, |c| c.transaction(|c| {
+    Ok(with_conn!(conn, |c| c.write_transaction(|c| {
         let existing: i64 = releases::table.count().get_result(c)?;
         if existing > 0 {
             return diesel::QueryResult::Ok(0);
