@@ -7,10 +7,8 @@ use std::time::Duration;
 
 use crate::auth::{self, Scope};
 use crate::config::Settings;
-use crate::db::models::{releases, tokens};
+use crate::db::models::tokens;
 use crate::db::Db;
-use crate::domain::csv_import::{parse_release_version, parse_releases_csv};
-use crate::domain::release::{Release, SecurityLevel};
 use crate::startup::Application;
 
 /// version-app: GitLab version checks, Service Ping ingest and the release table.
@@ -76,52 +74,7 @@ pub enum RetentionCommand {
     Run,
 }
 
-/// `releases …`
-#[derive(Debug, Subcommand)]
-pub enum ReleasesCommand {
-    /// List releases, newest first.
-    List {
-        /// Show at most this many.
-        #[arg(long, default_value_t = 50)]
-        limit: usize,
-    },
-    /// Add one release.
-    Add {
-        /// Version, `X.Y.Z`.
-        version: String,
-        /// Publication day (default today).
-        #[arg(long)]
-        released_on: Option<String>,
-        /// none, non_critical or critical.
-        #[arg(long, default_value = "none")]
-        security: String,
-        /// Advisory batch id (default: date and level).
-        #[arg(long)]
-        advisory: Option<String>,
-        /// Advisory text shown to admins.
-        #[arg(long)]
-        details: Option<String>,
-    },
-    /// Set a release's security level (and optionally its advisory and text).
-    SetSecurity {
-        /// Version, `X.Y.Z`.
-        version: String,
-        /// none, non_critical or critical.
-        level: String,
-        /// Advisory batch id.
-        #[arg(long)]
-        advisory: Option<String>,
-        /// Advisory text shown to admins.
-        #[arg(long)]
-        details: Option<String>,
-    },
-    /// Import `version,released_on,security,advisory[,details]` CSV; rows are upserted by
-    /// version in one transaction (a broken file changes nothing).
-    Import {
-        /// The CSV file (`-` for standard input).
-        file: PathBuf,
-    },
-}
+pub use crate::cli_releases::ReleasesCommand;
 
 /// `token …`
 #[derive(Debug, Subcommand)]
@@ -179,84 +132,7 @@ fn run_store_command(settings: Settings, command: Command) -> anyhow::Result<()>
                 writeln!(out, "  {name}")?;
             }
         }
-        Command::Releases(ReleasesCommand::List { limit }) => {
-            let mut all = releases::list_domain(&mut conn)?;
-            all.sort_by(|a, b| b.version.cmp(&a.version));
-            writeln!(
-                out,
-                "{:<10} {:<11} {:<13} advisory",
-                "version", "released", "security"
-            )?;
-            for r in all.iter().take(limit) {
-                let advisory = r.advisory_id().unwrap_or_default();
-                writeln!(
-                    out,
-                    "{:<10} {:<11} {:<13} {advisory}",
-                    r.version.to_string(),
-                    r.released_on.to_string(),
-                    r.security.as_str()
-                )?;
-            }
-        }
-        Command::Releases(ReleasesCommand::Add {
-            version,
-            released_on,
-            security,
-            advisory,
-            details,
-        }) => {
-            let version = parse_release_version(&version).map_err(anyhow::Error::msg)?;
-            let released_on = match released_on {
-                Some(d) => chrono::NaiveDate::parse_from_str(&d, "%Y-%m-%d")
-                    .map_err(|_| anyhow::anyhow!("--released-on `{d}` is not a YYYY-MM-DD date"))?,
-                None => chrono::Utc::now().date_naive(),
-            };
-            let security: SecurityLevel = security.parse()?;
-            let release = Release {
-                version: version.clone(),
-                released_on,
-                security,
-                advisory,
-                details: details.unwrap_or_default(),
-            };
-            match releases::insert(&mut conn, &release)? {
-                Some(_) => writeln!(out, "added {version}")?,
-                None => anyhow::bail!("release {version} already exists"),
-            }
-        }
-        Command::Releases(ReleasesCommand::SetSecurity {
-            version,
-            level,
-            advisory,
-            details,
-        }) => {
-            let version = parse_release_version(&version).map_err(anyhow::Error::msg)?;
-            let change = releases::SecurityChange {
-                security: level.parse()?,
-                advisory: advisory.map(|a| Some(a).filter(|a| !a.is_empty())),
-                details,
-            };
-            match releases::update_security(&mut conn, &version, &change)? {
-                Some(row) => writeln!(out, "{} is now {}", row.version, row.security)?,
-                None => anyhow::bail!("release {version} does not exist"),
-            }
-        }
-        Command::Releases(ReleasesCommand::Import { file }) => {
-            let bytes = if file.as_os_str() == "-" {
-                let mut buf = Vec::new();
-                std::io::stdin()
-                    .take(crate::domain::csv_import::MAX_CSV_BYTES as u64 + 1)
-                    .read_to_end(&mut buf)?;
-                buf
-            } else {
-                std::fs::read(&file)
-                    .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?
-            };
-            let parsed = parse_releases_csv(&bytes)
-                .map_err(|e| anyhow::anyhow!("{}: {e}; nothing was imported", file.display()))?;
-            let written = releases::upsert_all(&mut conn, &parsed)?;
-            writeln!(out, "imported {written} release(s) from {}", file.display())?;
-        }
+        Command::Releases(command) => crate::cli_releases::run(&mut conn, command, &mut out)?,
         Command::Token(TokenCommand::Create { scope, name }) => {
             let scope: Scope = scope.parse().map_err(anyhow::Error::msg)?;
             let issued = auth::issue(&mut conn, &name, scope)?;

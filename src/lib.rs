@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod cli;
+pub mod cli_releases;
 pub mod config;
 pub mod console;
 pub mod db;
@@ -16,6 +17,7 @@ pub mod jobs;
 pub mod lifecycle;
 pub mod metrics;
 pub mod recorder;
+pub mod release_ops;
 pub mod render;
 pub mod routes;
 pub mod server_limits;

@@ -18,6 +18,7 @@ pub mod layout;
 pub mod login;
 pub mod pages;
 pub mod password;
+pub mod releases;
 pub mod role;
 pub mod session;
 pub mod throttle;
@@ -104,6 +105,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/static/console.css", web::get().to(layout::stylesheet))
             // Sections add their pages here, e.g. `.configure(crate::console::insights::routes)`;
             // their handlers take a `ConsoleUser` and call `require(Role::…)`.
-            .route("/accounts", web::get().to(pages::accounts)),
+            .route("/accounts", web::get().to(pages::accounts))
+            .configure(releases::routes),
     );
 }

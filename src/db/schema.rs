@@ -366,3 +366,28 @@ diesel::table! {
 
 diesel::joinable!(erasure_subjects -> erasures (erasure_id));
 diesel::allow_tables_to_appear_in_same_query!(erasures, erasure_subjects);
+diesel::table! {
+    /// Audit trail of the release table: one append-only row per changed field.
+    release_changes (id) {
+        /// Change id (what `releases revert` takes).
+        id -> BigInt,
+        /// Operation id shared by the entries of one write.
+        batch -> Text,
+        /// When (UTC).
+        at -> Timestamp,
+        /// Who: account, `token:NAME`, OS user, or `sync:URL`.
+        actor -> Text,
+        /// `web`, `api`, `cli`, `import` or `sync`.
+        via -> Text,
+        /// The release.
+        version -> Text,
+        /// `version` (creation/deletion), `released_on`, `security`, `advisory`, `details`.
+        field -> Text,
+        /// Value before.
+        old -> Nullable<Text>,
+        /// Value after.
+        new -> Nullable<Text>,
+        /// Free note, e.g. `revert of change 12`.
+        note -> Nullable<Text>,
+    }
+}

@@ -9,6 +9,7 @@ pub mod input_rules;
 pub mod payload;
 pub mod pseudonym;
 pub mod release;
+pub mod release_edit;
 pub mod submission_score;
 pub mod verdict;
 pub mod version;

@@ -6,6 +6,7 @@ pub mod client;
 pub mod fallback;
 pub mod health;
 pub mod metrics;
+pub mod release_admin;
 pub mod security_headers;
 pub mod usage_data;
 pub mod versions;
@@ -48,6 +49,22 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     web::resource("/versions/{version}")
                         .route(web::patch().to(versions::set_security))
                         .default_service(not_allowed("PATCH")),
+                )
+                // the release table's audit trail and security batches
+                .service(
+                    web::resource("/versions/{version}/history")
+                        .route(web::get().to(release_admin::version_history))
+                        .default_service(not_allowed("GET")),
+                )
+                .service(
+                    web::resource("/releases/history")
+                        .route(web::get().to(release_admin::all_history))
+                        .default_service(not_allowed("GET")),
+                )
+                .service(
+                    web::resource("/security_releases")
+                        .route(web::post().to(release_admin::security_releases))
+                        .default_service(not_allowed("POST")),
                 )
                 // A nested scope does not inherit its parent's default.
                 .default_service(web::to(fallback::not_found)),

@@ -12,11 +12,15 @@ use chrono::{NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{self, AuthError, Scope};
-use crate::db::models::releases::{self, ReleaseRow, SecurityChange};
+use crate::db::models::release_changes::Actor;
+use crate::db::models::releases::{self, ReleaseRow};
 use crate::domain::csv_import::parse_release_version;
 use crate::domain::input_rules::no_nul_opt;
 use crate::domain::release::{Release, SecurityLevel};
+use crate::domain::release_edit::{Edit, Mode, Via};
+use crate::domain::version::Version;
 use crate::error::ApiError;
+use crate::release_ops;
 use crate::routes::body::BodyError;
 use crate::state::AppState;
 
@@ -147,13 +151,14 @@ fn header_token(req: &HttpRequest) -> Option<String> {
     auth::presented_token(req)
 }
 
-async fn authorize(state: &AppState, token: Option<String>) -> Result<(), ApiError> {
+/// Admits a `releases:write` token; returns the actor name recorded in the history.
+async fn authorize(state: &AppState, token: Option<String>) -> Result<String, ApiError> {
     let outcome = state
         .db
         .run(move |conn| auth::authorize(conn, token.as_deref(), Scope::ReleasesWrite))
         .await?;
     match outcome {
-        Ok(_) => Ok(()),
+        Ok(row) => Ok(format!("token:{}", row.name)),
         Err(AuthError::Forbidden(scope)) => {
             Err(ApiError::Forbidden(AuthError::Forbidden(scope).to_string()))
         }
@@ -189,7 +194,7 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let body = read_release_body(&state, body).await?;
     let fields: CreateFields = decode_body(&body)?;
-    authorize(
+    let actor = authorize(
         &state,
         fields.private_token.clone().or_else(|| header_token(&req)),
     )
@@ -216,25 +221,27 @@ pub async fn create(
     no_nul_opt("advisory", fields.advisory.as_deref())
         .and_then(|_| no_nul_opt("details", fields.details.as_deref()))
         .map_err(ApiError::Unprocessable)?;
-    let release = Release {
-        version: version.clone(),
-        released_on,
-        security: parse_level(fields.security.as_deref())?.unwrap_or_default(),
-        advisory: fields.advisory.filter(|a| !a.trim().is_empty()),
-        details: fields.details.unwrap_or_default(),
-    };
-    let inserted = state
-        .db
-        .run(move |conn| releases::insert(conn, &release))
-        .await?;
-    let Some(row) = inserted else {
-        return Err(ApiError::Conflict(format!(
-            "release {version} already exists"
-        )));
-    };
-    state.releases.reload(&state.db).await?;
+    let mut edit = Edit::new(version.clone(), Mode::Create);
+    edit.released_on = Some(released_on);
+    edit.security = Some(parse_level(fields.security.as_deref())?.unwrap_or_default());
+    edit.advisory = Some(fields.advisory.filter(|a| !a.trim().is_empty()));
+    edit.details = Some(fields.details.unwrap_or_default());
+    let actor = Actor::new(actor, Via::Api);
+    release_ops::apply(&state, vec![edit], Vec::new(), actor)
+        .await
+        .map_err(release_ops::api_error)?;
+    let row = find_row(&state, &version).await?;
     tracing::info!(release.version = %row.version, "release added");
     Ok(HttpResponse::Created().json(row_json(&row)?))
+}
+
+async fn find_row(state: &AppState, version: &Version) -> Result<ReleaseRow, ApiError> {
+    let lookup = version.clone();
+    state
+        .db
+        .run(move |conn| releases::find_by_version(conn, &lookup))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("release {version} does not exist")))
 }
 
 /// Body of a security-level change.
@@ -271,7 +278,7 @@ pub async fn set_security(
             ApiError::BadRequest(format!("the body is not a valid JSON object: {e}"))
         })?
     };
-    authorize(&state, header_token(&req).or(fields.private_token.clone())).await?;
+    let actor = authorize(&state, header_token(&req).or(fields.private_token.clone())).await?;
     let version = parse_release_version(&path).map_err(ApiError::BadRequest)?;
     let security = parse_level(fields.security.as_deref())?.ok_or_else(|| {
         ApiError::Unprocessable(
@@ -284,22 +291,14 @@ pub async fn set_security(
     )
     .and_then(|_| no_nul_opt("details", fields.details.as_deref()))
     .map_err(ApiError::Unprocessable)?;
-    let change = SecurityChange {
-        security,
-        advisory: fields.advisory.map(|a| a.filter(|s| !s.trim().is_empty())),
-        details: fields.details,
-    };
-    let lookup = version.clone();
-    let updated = state
-        .db
-        .run(move |conn| releases::update_security(conn, &lookup, &change))
-        .await?;
-    let Some(row) = updated else {
-        return Err(ApiError::NotFound(format!(
-            "release {version} does not exist"
-        )));
-    };
-    state.releases.reload(&state.db).await?;
+    let mut edit = Edit::new(version.clone(), Mode::Update);
+    edit.security = Some(security);
+    edit.advisory = fields.advisory.map(|a| a.filter(|s| !s.trim().is_empty()));
+    edit.details = fields.details;
+    release_ops::apply(&state, vec![edit], Vec::new(), Actor::new(actor, Via::Api))
+        .await
+        .map_err(release_ops::api_error)?;
+    let row = find_row(&state, &version).await?;
     tracing::info!(release.version = %row.version, release.security = %row.security, "release security changed");
     Ok(HttpResponse::Ok().json(row_json(&row)?))
 }

@@ -5,7 +5,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use crate::db::schema::{console_sessions, console_users};
-use crate::db::{AnyConnection, DbError};
+use crate::db::{AnyConnection, DbError, WriteTransaction};
 use crate::with_conn;
 
 /// A stored account.
@@ -92,7 +92,7 @@ pub fn set_role(conn: &mut AnyConnection, name: &str, role: &str) -> Result<bool
 /// Sets a new password hash and ends the account's sessions; false when there is no such
 /// account.
 pub fn set_password(conn: &mut AnyConnection, name: &str, hash: &str) -> Result<bool, DbError> {
-    Ok(with_conn!(conn, |c| c.transaction(|c| {
+    Ok(with_conn!(conn, |c| c.write_transaction(|c| {
         let Some(id) = console_users::table
             .filter(console_users::name.eq(name))
             .select(console_users::id)
@@ -112,7 +112,7 @@ pub fn set_password(conn: &mut AnyConnection, name: &str, hash: &str) -> Result<
 
 /// Removes an account and its sessions; false when there is no such account.
 pub fn remove_user(conn: &mut AnyConnection, name: &str) -> Result<bool, DbError> {
-    Ok(with_conn!(conn, |c| c.transaction(|c| {
+    Ok(with_conn!(conn, |c| c.write_transaction(|c| {
         let Some(id) = console_users::table
             .filter(console_users::name.eq(name))
             .select(console_users::id)
@@ -180,7 +180,7 @@ pub fn create_session(
         last_seen: now,
         expires_at,
     };
-    with_conn!(conn, |c| c.transaction(|c| {
+    with_conn!(conn, |c| c.write_transaction(|c| {
         diesel::delete(
             console_sessions::table.filter(
                 console_sessions::expires_at

@@ -1,7 +1,9 @@
 //! One file per table: `find_*` / `list_*` reads, `New*` insertables, writes in transactions.
 
+pub mod active_versions;
 pub mod console;
 pub mod erasure;
+pub mod release_changes;
 pub mod releases;
 pub mod retention;
 pub mod tokens;

@@ -2,7 +2,6 @@
 
 use chrono::{NaiveDate, NaiveDateTime, Utc};
 use diesel::prelude::*;
-use diesel::upsert::excluded;
 
 use crate::db::schema::releases;
 use crate::db::{AnyConnection, DbError, WriteTransaction};
@@ -126,41 +125,6 @@ pub fn find_by_version(
         .optional())?)
 }
 
-/// Inserts a new release; `Ok(None)` when that version already exists.
-pub fn insert(conn: &mut AnyConnection, release: &Release) -> Result<Option<ReleaseRow>, DbError> {
-    let row = NewRelease::from_domain(release);
-    Ok(with_conn!(conn, |c| diesel::insert_into(releases::table)
-        .values(&row)
-        .on_conflict(releases::version)
-        .do_nothing()
-        .returning(ReleaseRow::as_returning())
-        .get_result(c)
-        .optional())?)
-}
-
-/// Inserts or updates every release by version, all or nothing.
-pub fn upsert_all(conn: &mut AnyConnection, list: &[Release]) -> Result<usize, DbError> {
-    let rows: Vec<NewRelease> = list.iter().map(NewRelease::from_domain).collect();
-    Ok(with_conn!(conn, |c| c.write_transaction(|c| {
-        let mut written = 0;
-        for row in &rows {
-            written += diesel::insert_into(releases::table)
-                .values(row)
-                .on_conflict(releases::version)
-                .do_update()
-                .set((
-                    releases::released_on.eq(excluded(releases::released_on)),
-                    releases::security.eq(excluded(releases::security)),
-                    releases::advisory.eq(excluded(releases::advisory)),
-                    releases::details.eq(excluded(releases::details)),
-                    releases::updated_at.eq(excluded(releases::updated_at)),
-                ))
-                .execute(c)?;
-        }
-        diesel::QueryResult::Ok(written)
-    }))?)
-}
-
 /// Loads the bundled table into an empty store; a store that has releases is left alone,
 /// and a concurrent start of a second process inserts nothing twice.
 pub fn seed_if_empty(conn: &mut AnyConnection, list: &[Release]) -> Result<usize, DbError> {
@@ -179,49 +143,5 @@ pub fn seed_if_empty(conn: &mut AnyConnection, list: &[Release]) -> Result<usize
                 .execute(c)?;
         }
         Ok(written)
-    }))?)
-}
-
-/// What a release manager may change on an existing release.
-#[derive(Debug, Clone, Default)]
-pub struct SecurityChange {
-    /// New security level.
-    pub security: SecurityLevel,
-    /// New advisory id (`None` leaves it; `Some(None)` clears it).
-    pub advisory: Option<Option<String>>,
-    /// New advisory text (`None` leaves it).
-    pub details: Option<String>,
-}
-
-/// Applies a security change; `Ok(None)` when the release does not exist.
-pub fn update_security(
-    conn: &mut AnyConnection,
-    version: &Version,
-    change: &SecurityChange,
-) -> Result<Option<ReleaseRow>, DbError> {
-    let text = version.to_string();
-    let now = Utc::now().naive_utc();
-    Ok(with_conn!(conn, |c| c.write_transaction(|c| {
-        let target = releases::table.filter(releases::version.eq(&text));
-        let updated = diesel::update(target)
-            .set((
-                releases::security.eq(change.security.as_str()),
-                releases::updated_at.eq(now),
-            ))
-            .execute(c)?;
-        if updated == 0 {
-            return Ok(None);
-        }
-        if let Some(advisory) = &change.advisory {
-            diesel::update(target)
-                .set(releases::advisory.eq(advisory))
-                .execute(c)?;
-        }
-        if let Some(details) = &change.details {
-            diesel::update(target)
-                .set(releases::details.eq(details))
-                .execute(c)?;
-        }
-        target.select(ReleaseRow::as_select()).first(c).map(Some)
     }))?)
 }

@@ -1,0 +1,2 @@
+DROP TABLE release_changes;
+DROP FUNCTION release_changes_append_only();

@@ -1,0 +1,3 @@
+DROP TRIGGER release_changes_no_delete;
+DROP TRIGGER release_changes_no_update;
+DROP TABLE release_changes;

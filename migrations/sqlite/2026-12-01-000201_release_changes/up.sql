@@ -1,0 +1,23 @@
+-- The audit trail of the release table: one row per changed field, append-only.
+CREATE TABLE release_changes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    -- one id per operation (a batch form, an import, a sync run, a revert)
+    batch TEXT NOT NULL,
+    at TIMESTAMP NOT NULL,
+    -- account name, token:NAME, the OS user for the CLI, or sync:URL
+    actor TEXT NOT NULL,
+    via TEXT NOT NULL CHECK (via IN ('web', 'api', 'cli', 'import', 'sync')),
+    version TEXT NOT NULL,
+    field TEXT NOT NULL CHECK (field IN ('version', 'released_on', 'security', 'advisory', 'details')),
+    old TEXT,
+    new TEXT,
+    -- e.g. "revert of change 12"
+    note TEXT
+);
+CREATE INDEX release_changes_version ON release_changes (version, id);
+CREATE INDEX release_changes_batch ON release_changes (batch);
+-- Audit entries cannot be edited through any interface, SQL included.
+CREATE TRIGGER release_changes_no_update BEFORE UPDATE ON release_changes
+BEGIN SELECT RAISE(ABORT, 'audit entries are append-only'); END;
+CREATE TRIGGER release_changes_no_delete BEFORE DELETE ON release_changes
+BEGIN SELECT RAISE(ABORT, 'audit entries are append-only'); END;
