@@ -17,16 +17,19 @@ const TOKEN_PREFIX: &str = "vat_";
 pub enum Scope {
     /// Add releases and change their security levels.
     ReleasesWrite,
+    /// Read the insights API (`/api/v1/insights/…`).
+    InsightsRead,
 }
 
 impl Scope {
     /// Every scope, for help texts.
-    pub const ALL: [Scope; 1] = [Scope::ReleasesWrite];
+    pub const ALL: [Scope; 2] = [Scope::ReleasesWrite, Scope::InsightsRead];
 
     /// The stored / typed name.
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::ReleasesWrite => "releases:write",
+            Scope::InsightsRead => "insights:read",
         }
     }
 }
@@ -43,7 +46,7 @@ impl FromStr for Scope {
         Scope::ALL
             .into_iter()
             .find(|scope| scope.as_str() == s)
-            .ok_or_else(|| format!("unknown scope `{s}` (known: releases:write)"))
+            .ok_or_else(|| format!("unknown scope `{s}` (known: releases:write, insights:read)"))
     }
 }
 

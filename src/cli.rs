@@ -55,6 +55,18 @@ pub enum Command {
         #[arg(long, value_delimiter = ',')]
         keys: Vec<String>,
     },
+    /// Insights rollups: fold in new submissions, or rebuild them from scratch.
+    #[command(subcommand)]
+    Insights(InsightsCommand),
+}
+
+/// `insights …`
+#[derive(Debug, Subcommand)]
+pub enum InsightsCommand {
+    /// Fold submissions not yet in the rollups into them (what the background job does).
+    Refresh,
+    /// Empty the rollups and recompute them from every stored submission.
+    Rebuild,
 }
 
 /// `releases …`
@@ -109,7 +121,7 @@ pub enum ReleasesCommand {
 pub enum TokenCommand {
     /// Create a token; it is printed once, alone on the last line.
     Create {
-        /// What it may do (releases:write).
+        /// What it may do (releases:write, insights:read).
         #[arg(long)]
         scope: String,
         /// A name to recognise it by.
@@ -288,6 +300,18 @@ fn run_store_command(settings: Settings, command: Command) -> anyhow::Result<()>
                 );
             }
             eprintln!("{} submission(s) exported", done.written);
+        }
+        Command::Insights(command) => {
+            let started = std::time::Instant::now();
+            let (verb, processed) = match command {
+                InsightsCommand::Refresh => ("refreshed", crate::insights::refresh(&db)?),
+                InsightsCommand::Rebuild => ("rebuilt", crate::insights::rebuild(&db)?),
+            };
+            writeln!(
+                out,
+                "insights {verb}: {processed} submission(s) processed in {:.1} s",
+                started.elapsed().as_secs_f64()
+            )?;
         }
         Command::Serve | Command::Healthcheck => unreachable!("handled in run"),
     }

@@ -11,6 +11,7 @@ pub mod error;
 pub mod export;
 pub mod geoip;
 pub mod ingest;
+pub mod insights;
 pub mod metrics;
 pub mod recorder;
 pub mod render;

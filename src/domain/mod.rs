@@ -3,6 +3,7 @@
 pub mod check;
 pub mod csv_import;
 pub mod devops;
+pub mod insights;
 pub mod payload;
 pub mod release;
 pub mod verdict;

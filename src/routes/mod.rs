@@ -3,6 +3,7 @@
 pub mod check;
 pub mod client;
 pub mod health;
+pub mod insights;
 pub mod metrics;
 pub mod usage_data;
 pub mod versions;
@@ -32,6 +33,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(
                     "/versions/{version}",
                     web::patch().to(versions::set_security),
-                ),
+                )
+                .configure(insights::routes),
         );
 }

@@ -8,6 +8,7 @@ mod cli;
 mod deployment;
 mod health;
 mod helpers;
+mod insights;
 mod usage_analysts;
 mod usage_data;
 mod usage_export;

@@ -1,5 +1,7 @@
 //! One file per table: `find_*` / `list_*` reads, `New*` insertables, writes in transactions.
 
+pub mod insights;
+pub mod insights_queries;
 pub mod releases;
 pub mod tokens;
 pub mod usage_data;
