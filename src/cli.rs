@@ -304,8 +304,14 @@ fn run_store_command(settings: Settings, command: Command) -> anyhow::Result<()>
         Command::Insights(command) => {
             let started = std::time::Instant::now();
             let (verb, processed) = match command {
-                InsightsCommand::Refresh => ("refreshed", crate::insights::refresh(&db)?),
-                InsightsCommand::Rebuild => ("rebuilt", crate::insights::rebuild(&db)?),
+                InsightsCommand::Refresh => (
+                    "refreshed",
+                    crate::insights::with_job_lock(&db, crate::insights::refresh)?,
+                ),
+                InsightsCommand::Rebuild => (
+                    "rebuilt",
+                    crate::insights::with_job_lock(&db, crate::insights::rebuild)?,
+                ),
             };
             writeln!(
                 out,

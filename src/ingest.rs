@@ -31,6 +31,7 @@ use crate::domain::devops::{self, FeatureScores, ScoreMapping};
 use crate::domain::payload::{self, ParsedPayload, PayloadError, PayloadLimits};
 use crate::domain::version::Version;
 use crate::error::ApiError;
+use crate::jobs::{Jobs, RunScope};
 use crate::snapshot::Releases;
 
 /// Why a body could not be turned into a payload.
@@ -173,57 +174,37 @@ impl Ingest {
         answer.await.map_err(|_| ApiError::Unavailable)?
     }
 
-    /// Recomputes the leaders from the store now (blocking: call off the async workers).
-    pub fn refresh_leaders(&self, db: &Db) -> Result<(), DbError> {
-        refresh_leaders(db, &self.mapping, &self.leaders)
-    }
-
-    /// Spawns the background tasks: leader recomputation and raw-payload retention.
-    pub fn spawn_background(&self, db: Db, settings: &Settings) {
+    /// Registers the ingest path's background jobs: the DevOps-leaders recomputation (a
+    /// per-process cache, so every process runs it; the first run is at once, before traffic
+    /// arrives) and, when set, raw-payload retention (shared state: once across processes).
+    pub fn register_jobs(&self, jobs: &Jobs, settings: &Settings) {
         let (mapping, leaders) = (self.mapping.clone(), self.leaders.clone());
-        let every = Duration::from_secs(settings.devops_leaders_refresh_secs);
-        let leaders_db = db.clone();
-        tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(every);
-            loop {
-                ticker.tick().await;
-                let (db, mapping, leaders) = (leaders_db.clone(), mapping.clone(), leaders.clone());
-                let outcome =
-                    tokio::task::spawn_blocking(move || refresh_leaders(&db, &mapping, &leaders))
-                        .await;
-                if let Ok(Err(err)) = outcome {
-                    tracing::warn!(error.cause = %err, "DevOps leaders not recomputed");
-                }
-            }
-        });
+        jobs.every(
+            "devops_leaders",
+            Duration::from_secs(settings.devops_leaders_refresh_secs),
+            RunScope::EveryProcess,
+            move |ctx| Ok(refresh_leaders(ctx.db, &mapping, &leaders)?),
+        );
         let days = settings.raw_payload_retention_days;
         if days > 0 {
-            tokio::spawn(async move {
-                let mut ticker = tokio::time::interval(Duration::from_secs(3600));
-                loop {
-                    ticker.tick().await;
-                    let db = db.clone();
-                    let outcome = tokio::task::spawn_blocking(move || {
-                        let cutoff = Utc::now().naive_utc() - chrono::Duration::days(days.into());
-                        usage_data::delete_raw_received_before(&mut db.get()?, cutoff)
-                    })
-                    .await;
-                    match outcome {
-                        Ok(Ok(0)) => {}
-                        Ok(Ok(n)) => tracing::info!(
-                            usage_data.raw_deleted = n,
+            jobs.every(
+                "raw_payload_retention",
+                Duration::from_secs(3600),
+                RunScope::OnceAcrossProcesses,
+                move |ctx| {
+                    let cutoff = Utc::now().naive_utc() - chrono::Duration::days(days.into());
+                    let deleted =
+                        usage_data::delete_raw_received_before(&mut ctx.db.get()?, cutoff)?;
+                    if deleted > 0 {
+                        tracing::info!(
+                            usage_data.raw_deleted = deleted,
                             retention.days = days,
                             "raw payloads past retention deleted"
-                        ),
-                        Ok(Err(err)) => {
-                            tracing::warn!(error.cause = %err, "raw payload retention failed")
-                        }
-                        Err(err) => {
-                            tracing::warn!(error.cause = %err, "raw payload retention panicked")
-                        }
+                        );
                     }
-                }
-            });
+                    Ok(())
+                },
+            );
         }
     }
 }

@@ -140,11 +140,7 @@ impl Metrics {
             CheckRoute::Png => 1,
             CheckRoute::Json => 2,
         };
-        let kind = BadgeKind::ALL
-            .iter()
-            .position(|k| *k == kind)
-            .unwrap_or(BadgeKind::ALL.len() - 1);
-        self.check_requests[route][kind].inc();
+        self.check_requests[route][kind.index()].inc();
     }
 
     /// The registry, for other modules to register their own metrics.

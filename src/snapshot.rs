@@ -7,7 +7,6 @@
 use arc_swap::ArcSwap;
 use chrono::NaiveDateTime;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::db::models::releases;
@@ -76,21 +75,5 @@ impl Releases {
         let this = self.clone();
         db.run(move |conn| this.reload_blocking(conn, true).map(|_| ()))
             .await
-    }
-
-    /// Polls the store for changes made elsewhere until the process ends.
-    pub fn spawn_refresh(&self, db: Db, every: Duration) -> tokio::task::JoinHandle<()> {
-        let this = self.clone();
-        tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(every);
-            ticker.tick().await;
-            loop {
-                ticker.tick().await;
-                let job = this.clone();
-                if let Err(err) = db.run(move |conn| job.reload_blocking(conn, false)).await {
-                    tracing::warn!(error.cause = %err, "release refresh failed; keeping the current snapshot");
-                }
-            }
-        })
     }
 }

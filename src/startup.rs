@@ -13,35 +13,16 @@ use crate::db::Db;
 use crate::domain::csv_import::parse_releases_csv;
 use crate::geoip::GeoIp;
 use crate::ingest::Ingest;
+use crate::jobs::{Jobs, RunScope};
 use crate::metrics::Metrics;
 use crate::recorder::Recorder;
 use crate::routes;
-use crate::routes::check::CheckState;
 use crate::snapshot::Releases;
+use crate::state::{AppState, CheckState};
 use crate::telemetry::PrivateRootSpan;
 
 /// The release history bundled with the binary (GitLab's real table, see `assets/`).
 pub const BUNDLED_RELEASES_CSV: &[u8] = include_bytes!("../assets/releases.csv");
-
-/// Shared, read-mostly state every handler can reach.
-pub struct AppState {
-    /// The store.
-    pub db: Db,
-    /// The release snapshot verdicts read.
-    pub releases: Releases,
-    /// Effective settings.
-    pub settings: Arc<Settings>,
-    /// Country lookup, when a GeoIP database is configured and readable.
-    pub geoip: Option<Arc<GeoIp>>,
-    /// Prometheus metrics (`/metrics`).
-    pub metrics: Arc<Metrics>,
-    /// The write-behind aggregate of version checks and its flush task.
-    pub recorder: Arc<Recorder>,
-    /// Pre-rendered badges and resolved settings of the check routes.
-    pub check: CheckState,
-    /// Service Ping ingest: admission, group-commit writer, cached DevOps leaders.
-    pub ingest: Ingest,
-}
 
 /// A bound, not yet running server.
 pub struct Application {
@@ -86,10 +67,6 @@ impl Application {
             })
             .await??;
         }
-        releases.spawn_refresh(
-            db.clone(),
-            Duration::from_secs(settings.release_refresh_secs),
-        );
 
         let listener = TcpListener::bind(settings.listen_addr())
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
@@ -102,16 +79,32 @@ impl Application {
             tokio::task::spawn_blocking(move || CheckState::new(&settings)).await?
         };
         let metrics = Arc::new(Metrics::new());
+        let jobs = Jobs::new(db.clone(), &metrics);
+        {
+            // Other processes (and the CLI) edit releases too: notice it. The first run finds
+            // the marker unchanged and reloads nothing.
+            let releases = releases.clone();
+            jobs.every(
+                "release_refresh",
+                Duration::from_secs(settings.release_refresh_secs),
+                RunScope::EveryProcess,
+                move |ctx| {
+                    releases.reload_blocking(&mut ctx.db.get()?, false)?;
+                    Ok(())
+                },
+            );
+        }
         let recorder = Arc::new(Recorder::start(
             db.clone(),
             releases.clone(),
             metrics.clone(),
+            &jobs,
             settings.check_buffer_max_keys,
             Duration::from_millis(settings.check_flush_interval_ms),
         ));
         let ingest = Ingest::start(db.clone(), releases.clone(), &settings);
-        // The first tick of the leaders task runs at once, before traffic arrives.
-        ingest.spawn_background(db.clone(), &settings);
+        ingest.register_jobs(&jobs, &settings);
+        crate::insights::register_job(&jobs, &settings);
         let state = web::Data::new(AppState {
             db,
             releases,
@@ -121,6 +114,7 @@ impl Application {
             recorder,
             check,
             ingest,
+            jobs,
         });
 
         let app_state = state.clone();
@@ -163,8 +157,12 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let Application { server, state, .. } = self;
         let served = server.await;
-        // In-flight requests are done: write what they recorded, even if serving failed.
-        state.recorder.shutdown().await;
+        // In-flight requests are done: stop the background jobs; the check flusher writes
+        // what the requests recorded, even if serving failed.
+        state
+            .jobs
+            .shutdown(Duration::from_secs(state.settings.shutdown_timeout_secs))
+            .await;
         served?;
         drop(state);
         tracing::info!("version-app stopped");

@@ -5,6 +5,7 @@
 //! written once against [`AnyConnection`] with the [`with_conn!`](crate::with_conn) macro,
 //! which compiles the same block for each backend.
 
+pub mod locks;
 pub mod models;
 pub mod schema;
 
@@ -91,6 +92,8 @@ enum Pools {
 pub struct Db {
     pools: std::sync::Arc<Pools>,
     backend: Backend,
+    /// The configured URL, for connections that must not come from the pool (job locks).
+    url: std::sync::Arc<str>,
 }
 
 /// SQLite settings that are per connection, not per file, so every pooled connection needs
@@ -148,7 +151,13 @@ impl Db {
         Ok(Db {
             pools: std::sync::Arc::new(pools),
             backend,
+            url: settings.database_url.as_str().into(),
         })
+    }
+
+    /// The store's URL (for a dedicated connection; never log it: it may hold a password).
+    pub(crate) fn url(&self) -> &str {
+        &self.url
     }
 
     /// Which store this is.

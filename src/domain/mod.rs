@@ -1,6 +1,7 @@
 //! Pure types and rules: no I/O, exhaustively unit-tested.
 
 pub mod check;
+pub mod country;
 pub mod csv_import;
 pub mod devops;
 pub mod insights;

@@ -8,4 +8,4 @@
 pub mod refresh;
 pub mod report;
 
-pub use refresh::{rebuild, refresh, JOB_NAME};
+pub use refresh::{rebuild, refresh, register_job, with_job_lock, JOB_NAME};

@@ -95,6 +95,36 @@ pub fn rebuild(db: &Db) -> anyhow::Result<usize> {
     refresh(db)
 }
 
+/// Runs `work` holding the rollup job's lock, so a CLI refresh or rebuild never runs beside
+/// the server's job on a shared PostgreSQL (it waits up to a minute for a running pass).
+pub fn with_job_lock<T>(db: &Db, work: impl FnOnce(&Db) -> anyhow::Result<T>) -> anyhow::Result<T> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if let Some(_lock) = crate::db::locks::try_job_lock(db, JOB_NAME)? {
+            return work(db);
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the insights rollup job has been running in another process for a minute; try again later"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
+/// Registers the rollup job on the runner: once across processes, every
+/// `insights_refresh_secs`, stopping between batches at shutdown.
+pub fn register_job(jobs: &crate::jobs::Jobs, settings: &crate::config::Settings) {
+    jobs.every(
+        JOB_NAME,
+        std::time::Duration::from_secs(settings.insights_refresh_secs),
+        crate::jobs::RunScope::OnceAcrossProcesses,
+        |ctx| {
+            refresh_until(ctx.db, &|| ctx.cancel.is_cancelled())?;
+            Ok(())
+        },
+    );
+}
+
 /// Folds one submission in, in one transaction with the new watermark.
 fn process(
     conn: &mut AnyConnection,

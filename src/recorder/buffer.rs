@@ -6,7 +6,7 @@
 //! hash, so workers bumping different keys rarely wait on each other, and the same key always
 //! lands in the same shard (which is what lets the bound keep counting existing keys).
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use prometheus::IntCounter;
 use std::collections::hash_map::{Entry, HashMap};
 use std::io::Write as _;
@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::db::models::version_checks::CheckCount;
 use crate::domain::version::Version;
 use crate::geoip::CountryCode;
 
@@ -35,26 +36,6 @@ pub struct CheckKey<'a> {
     pub version: &'a Version,
     /// Country of the client address, when GeoIP is configured and knows it.
     pub country: Option<CountryCode>,
-}
-
-/// One aggregated row, as the flush writes it. Text fields are `""` when absent, which is
-/// how the store keeps them (they are part of the primary key, so they cannot be NULL).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CheckCount {
-    /// UTC day.
-    pub day: NaiveDate,
-    /// Referer hostname or `""`.
-    pub host: String,
-    /// Normalised version.
-    pub version: String,
-    /// Two-letter country code or `""`.
-    pub country: String,
-    /// Checks in this interval.
-    pub count: u64,
-    /// First check of the interval (UTC).
-    pub first_seen: NaiveDateTime,
-    /// Last check of the interval (UTC).
-    pub last_seen: NaiveDateTime,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -152,7 +133,7 @@ impl CheckBuffer {
     /// writes rows in the same order (concurrent flushes then cannot deadlock).
     pub fn take(&self) -> Vec<CheckCount> {
         let mut rows = Vec::new();
-        for shard in self.shards.iter() {
+        for shard in &*self.shards {
             let taken = std::mem::take(&mut *shard.0.lock().unwrap_or_else(|e| e.into_inner()));
             self.keys.fetch_sub(taken.len(), Ordering::Relaxed);
             rows.extend(taken.iter().filter_map(|(key, tally)| unpack(key, *tally)));

@@ -12,34 +12,36 @@
 
 mod buffer;
 
-pub use buffer::{CheckBuffer, CheckCount, CheckKey};
+pub use crate::db::models::version_checks::CheckCount;
+pub use buffer::{CheckBuffer, CheckKey};
 
 use chrono::{DateTime, Utc};
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::db::models::version_checks::{self, VersionStatus};
 use crate::db::{Db, DbError};
 use crate::domain::version::Version;
+use crate::jobs::Jobs;
 use crate::metrics::Metrics;
 use crate::snapshot::Releases;
 
-/// Records checks and owns the task that flushes them.
+/// Records checks; its flush task runs under the application's job runner.
 pub struct Recorder {
     buffer: Arc<CheckBuffer>,
-    stop: watch::Sender<bool>,
-    task: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Recorder {
-    /// Creates the buffer and starts the flush task (call inside the async runtime).
+    /// Creates the buffer and starts the flush task on `jobs` (call inside the async
+    /// runtime). The task flushes a last time when the runner shuts down, which the
+    /// application does once in-flight requests are done.
     pub fn start(
         db: Db,
         releases: Releases,
         metrics: Arc<Metrics>,
+        jobs: &Jobs,
         max_keys: usize,
         flush_every: Duration,
     ) -> Recorder {
@@ -48,7 +50,6 @@ impl Recorder {
             CheckBuffer::default_shards(),
             metrics.check_records_dropped.clone(),
         ));
-        let (stop, stopped) = watch::channel(false);
         let flusher = Flusher {
             buffer: buffer.clone(),
             db,
@@ -56,12 +57,8 @@ impl Recorder {
             metrics,
             known_versions: HashSet::new(),
         };
-        let task = tokio::spawn(flusher.run(flush_every, stopped));
-        Recorder {
-            buffer,
-            stop,
-            task: Mutex::new(Some(task)),
-        }
+        jobs.spawn_loop("check_flush", flusher.run(flush_every, jobs.cancel_token()));
+        Recorder { buffer }
     }
 
     /// Counts one check. Never blocks on I/O; returns `false` if it was dropped at the bound.
@@ -72,17 +69,6 @@ impl Recorder {
     /// The aggregate (for metrics and tests).
     pub fn buffer(&self) -> &CheckBuffer {
         &self.buffer
-    }
-
-    /// Stops the flush task after a last flush, and waits for it. Idempotent.
-    pub async fn shutdown(&self) {
-        let _ = self.stop.send(true);
-        let task = self.task.lock().expect("recorder task lock").take();
-        if let Some(task) = task {
-            if let Err(err) = task.await {
-                tracing::error!(error.cause = %err, "version-check flush task failed");
-            }
-        }
     }
 }
 
@@ -98,7 +84,7 @@ struct Flusher {
 }
 
 impl Flusher {
-    async fn run(mut self, every: Duration, mut stop: watch::Receiver<bool>) {
+    async fn run(mut self, every: Duration, stop: CancellationToken) {
         let mut ticker = tokio::time::interval(every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await; // the first tick is immediate
@@ -120,7 +106,7 @@ impl Flusher {
                         Err(_) => follow_releases = false,
                     }
                 }
-                _ = stop.changed() => break,
+                _ = stop.cancelled() => break,
             }
         }
         let before = self.metrics.check_records_flushed.get();

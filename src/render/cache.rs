@@ -3,10 +3,15 @@
 //! There are only `4 kinds × (1 SVG + MAX_SCALE PNGs)` = 20 distinct images, a few dozen KB in
 //! all, so rendering them eagerly is cheaper than any lazy scheme: lookups become plain array
 //! indexing with no lock, no `Option`, and no way to fail inside a request.
+//!
+//! Each entry is kept as response parts (`Bytes` body, `ETag` and `Content-Type` header
+//! values), so a handler clones pointers and builds nothing.
 
-use std::sync::Arc;
+use std::sync::OnceLock;
 use std::time::Instant;
 
+use actix_web::http::header::HeaderValue;
+use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 use super::raster::{Rasterizer, RenderError, Scale, MAX_SCALE};
@@ -39,12 +44,13 @@ impl ImageFormat {
     }
 }
 
-/// One finished image: its bytes, shared rather than copied, and a validator for conditional
-/// requests.
+/// One finished image as response parts: its bytes and its `ETag` and `Content-Type` header
+/// values, all cheap to clone.
 #[derive(Clone, Debug)]
 pub struct RenderedBadge {
-    bytes: Arc<[u8]>,
-    etag: String,
+    bytes: Bytes,
+    etag: HeaderValue,
+    content_type: HeaderValue,
     format: ImageFormat,
 }
 
@@ -52,26 +58,51 @@ pub struct RenderedBadge {
 /// (or across deploys) practically impossible while keeping the header short.
 const ETAG_DIGEST_BYTES: usize = 16;
 
+/// How an entry's bytes are kept: owned and reference-counted, or copied once into memory
+/// that lives as long as the process (see [`BadgeCache::global`]).
+#[derive(Clone, Copy)]
+enum Storage {
+    Counted,
+    Static,
+}
+
+impl Storage {
+    fn keep(self, bytes: Vec<u8>) -> Bytes {
+        match self {
+            Storage::Counted => Bytes::from(bytes),
+            Storage::Static => Bytes::from_static(Box::leak(bytes.into_boxed_slice())),
+        }
+    }
+}
+
 impl RenderedBadge {
-    fn new(bytes: Vec<u8>, format: ImageFormat) -> Self {
+    fn new(bytes: Vec<u8>, format: ImageFormat, storage: Storage) -> Self {
         let digest = Sha256::digest(&bytes);
         // Derived from the bytes, so the tag stays the same across restarts and across
         // processes behind a load balancer, and changes exactly when the artwork changes.
         let etag = format!("\"{}\"", hex::encode(&digest[..ETAG_DIGEST_BYTES]));
+        let etag = HeaderValue::from_maybe_shared(storage.keep(etag.into_bytes()))
+            .expect("a quoted hex digest is a valid header value");
         Self {
-            bytes: bytes.into(),
+            bytes: storage.keep(bytes),
             etag,
+            content_type: HeaderValue::from_static(format.content_type()),
             format,
         }
     }
 
-    /// The image bytes. Clone the `Arc` to hand them to a response body without copying.
-    pub fn bytes(&self) -> &Arc<[u8]> {
+    /// The image bytes; clone them to hand them to a response body without copying.
+    pub fn bytes(&self) -> &Bytes {
         &self.bytes
     }
 
     /// A strong ETag, already quoted as the `ETag` header wants (e.g. `"3f2a…"`).
     pub fn etag(&self) -> &str {
+        self.etag.to_str().expect("ETags are ASCII")
+    }
+
+    /// The `ETag` header value.
+    pub fn etag_header(&self) -> &HeaderValue {
         &self.etag
     }
 
@@ -83,6 +114,11 @@ impl RenderedBadge {
     /// The `Content-Type` header value for these bytes.
     pub fn content_type(&self) -> &'static str {
         self.format.content_type()
+    }
+
+    /// The `Content-Type` header value, ready to send.
+    pub fn content_type_header(&self) -> &HeaderValue {
+        &self.content_type
     }
 }
 
@@ -111,11 +147,29 @@ impl BadgeCache {
         Self::with_rasterizer(&Rasterizer::new())
     }
 
+    /// The process-wide cache the check routes serve from, rendered on first use (call that
+    /// first use off the async workers; start-up does). Its bytes live as long as the
+    /// process, so every response shares them as static `Bytes`: cloning is a pointer copy
+    /// with no reference count for the workers to contend on.
+    ///
+    /// # Panics
+    /// If a badge cannot be rendered: a bug in the artwork, found at start-up.
+    pub fn global() -> &'static BadgeCache {
+        static GLOBAL: OnceLock<BadgeCache> = OnceLock::new();
+        GLOBAL.get_or_init(|| {
+            Self::render(&Rasterizer::new(), Storage::Static).expect("badges render")
+        })
+    }
+
     /// As [`BadgeCache::new`], reusing an existing [`Rasterizer`].
     ///
     /// # Errors
     /// As [`BadgeCache::new`].
     pub fn with_rasterizer(rasterizer: &Rasterizer) -> Result<Self, RenderError> {
+        Self::render(rasterizer, Storage::Counted)
+    }
+
+    fn render(rasterizer: &Rasterizer, storage: Storage) -> Result<Self, RenderError> {
         let started = Instant::now();
         let mut entries = Vec::with_capacity(BadgeKind::ALL.len() * SLOTS_PER_KIND);
         for kind in BadgeKind::ALL {
@@ -125,9 +179,14 @@ impl BadgeCache {
                 pngs.push(RenderedBadge::new(
                     rasterizer.render_png(&svg, scale)?,
                     ImageFormat::Png,
+                    storage,
                 ));
             }
-            entries.push(RenderedBadge::new(svg.into_bytes(), ImageFormat::Svg));
+            entries.push(RenderedBadge::new(
+                svg.into_bytes(),
+                ImageFormat::Svg,
+                storage,
+            ));
             entries.extend(pngs);
         }
         let total_bytes: usize = entries.iter().map(|entry| entry.bytes.len()).sum();
@@ -241,7 +300,7 @@ mod tests {
         for kind in BadgeKind::ALL {
             let first = CACHE.png(kind, Scale::TWO);
             let second = CACHE.png(kind, Scale::TWO);
-            assert!(Arc::ptr_eq(first.bytes(), second.bytes()));
+            assert_eq!(first.bytes().as_ptr(), second.bytes().as_ptr());
             assert_eq!(first.etag(), second.etag());
         }
         // SVG ignores the scale.
@@ -251,7 +310,7 @@ mod tests {
             ImageFormat::Svg,
             Scale::new(MAX_SCALE).unwrap(),
         );
-        assert!(Arc::ptr_eq(svg_one.bytes(), svg_four.bytes()));
+        assert_eq!(svg_one.bytes().as_ptr(), svg_four.bytes().as_ptr());
     }
 
     #[test]

@@ -85,7 +85,7 @@ impl BadgeKind {
     }
 
     /// Position in [`BadgeKind::ALL`], for array-indexed lookups.
-    const fn index(self) -> usize {
+    pub const fn index(self) -> usize {
         self as usize
     }
 }

@@ -11,21 +11,19 @@
 //! problem, as its only client (the GitLab server) just logs and retries later.
 
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::web::{self, Bytes};
+use actix_web::web;
 use actix_web::{HttpRequest, HttpResponse};
 use chrono::Utc;
-use std::sync::OnceLock;
 
-use crate::config::Settings;
 use crate::domain::check::{referer_host, version_from_query, CheckInputError};
 use crate::domain::verdict::Severity;
 use crate::domain::version::Version;
 use crate::error::ApiError;
 use crate::metrics::CheckRoute;
 use crate::recorder::CheckKey;
-use crate::render::{BadgeCache, BadgeKind, ImageFormat, Scale, MAX_SCALE};
+use crate::render::{BadgeKind, ImageFormat, Scale};
 use crate::routes::client::client_country;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Registers the check routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -33,97 +31,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/check.png", web::get().to(png))
         .route("/check@2x.png", web::get().to(png_2x))
         .route("/check.json", web::get().to(json));
-}
-
-/// One badge, ready to send: body, validator and type as header values built once.
-struct ServedBadge {
-    body: Bytes,
-    etag: HeaderValue,
-    content_type: HeaderValue,
-}
-
-/// Every badge as response parts. Built once per process (rendering takes about a second in
-/// a debug build) and shared by every application instance in it.
-pub struct ServedBadges {
-    /// `[kind][0]` is the SVG, `[kind][scale]` the PNG at that scale.
-    entries: Vec<Vec<ServedBadge>>,
-}
-
-static BADGES: OnceLock<ServedBadges> = OnceLock::new();
-
-impl ServedBadges {
-    /// The process-wide badges, rendered on first use. CPU work: call it off the async
-    /// workers the first time (start-up does).
-    ///
-    /// # Panics
-    /// If a badge cannot be rendered: that is a bug in the artwork, found at start-up.
-    pub fn get() -> &'static ServedBadges {
-        BADGES.get_or_init(|| {
-            let cache = BadgeCache::new().expect("badges render");
-            let entries = BadgeKind::ALL
-                .iter()
-                .map(|&kind| {
-                    let svg = std::iter::once(cache.svg(kind));
-                    let pngs = Scale::all().map(|scale| cache.png(kind, scale));
-                    svg.chain(pngs).map(ServedBadge::leak).collect()
-                })
-                .collect();
-            ServedBadges { entries }
-        })
-    }
-
-    fn badge(&self, kind: BadgeKind, format: ImageFormat, scale: Scale) -> &ServedBadge {
-        let kind = BadgeKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
-        let slot = match format {
-            ImageFormat::Svg => 0,
-            ImageFormat::Png => usize::from(scale.get().min(MAX_SCALE)),
-        };
-        &self.entries[kind][slot]
-    }
-}
-
-impl ServedBadge {
-    /// Copies the bytes once into memory that lives as long as the process (they are built
-    /// once per process and never freed anyway), so that every response shares them as
-    /// static `Bytes`: cloning is a pointer copy, with no reference count to contend on.
-    fn leak(badge: &crate::render::RenderedBadge) -> ServedBadge {
-        let body: &'static [u8] = Box::leak(badge.bytes().to_vec().into_boxed_slice());
-        let etag: &'static str = Box::leak(badge.etag().to_owned().into_boxed_str());
-        ServedBadge {
-            body: Bytes::from_static(body),
-            etag: HeaderValue::from_static(etag),
-            content_type: HeaderValue::from_static(badge.content_type()),
-        }
-    }
-}
-
-/// Per-application settings of the check routes, resolved once.
-pub struct CheckState {
-    badges: &'static ServedBadges,
-    cache_control: HeaderValue,
-    max_query_bytes: usize,
-}
-
-impl CheckState {
-    /// Resolves the settings; renders the process-wide badges if nobody has yet (blocking).
-    pub fn new(settings: &Settings) -> CheckState {
-        let cache_control = if settings.check_cache_max_age_secs == 0 {
-            HeaderValue::from_static("no-cache")
-        } else {
-            // `private`: a shared cache (CDN, proxy) answering for us would swallow the
-            // checks we exist to count; the browser may still keep the badge a while.
-            HeaderValue::try_from(format!(
-                "private, max-age={}",
-                settings.check_cache_max_age_secs
-            ))
-            .expect("digits are a valid header value")
-        };
-        CheckState {
-            badges: ServedBadges::get(),
-            cache_control,
-            max_query_bytes: settings.check_max_query_bytes,
-        }
-    }
 }
 
 // The image handlers borrow the state from the request instead of extracting `web::Data`
@@ -203,32 +110,32 @@ fn image(
             BadgeKind::Unknown
         }
     };
-    let badge = check.badges.badge(kind, format, scale);
+    let badge = check.badges.get(kind, format, scale);
     if kind == BadgeKind::Unknown {
         // Not cached: the next request may carry a readable version.
         return HttpResponse::Ok()
-            .insert_header((header::CONTENT_TYPE, badge.content_type.clone()))
+            .insert_header((header::CONTENT_TYPE, badge.content_type_header().clone()))
             .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
-            .body(badge.body.clone());
+            .body(badge.bytes().clone());
     }
     let not_modified = req
         .headers()
         .get(header::IF_NONE_MATCH)
-        .is_some_and(|tags| etag_matches(tags.as_bytes(), badge.etag.as_bytes()));
+        .is_some_and(|tags| etag_matches(tags.as_bytes(), badge.etag_header().as_bytes()));
     let mut response = if not_modified {
         HttpResponse::NotModified()
     } else {
         HttpResponse::Ok()
     };
     response
-        .insert_header((header::ETAG, badge.etag.clone()))
+        .insert_header((header::ETAG, badge.etag_header().clone()))
         .insert_header((header::CACHE_CONTROL, check.cache_control.clone()));
     if not_modified {
         response.finish()
     } else {
         response
-            .insert_header((header::CONTENT_TYPE, badge.content_type.clone()))
-            .body(badge.body.clone())
+            .insert_header((header::CONTENT_TYPE, badge.content_type_header().clone()))
+            .body(badge.bytes().clone())
     }
 }
 

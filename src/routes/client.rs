@@ -6,7 +6,7 @@ use actix_web::HttpRequest;
 use std::net::{IpAddr, SocketAddr};
 
 use crate::geoip::CountryCode;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// The client's country, when a GeoIP database is configured and knows the address.
 pub fn client_country(req: &HttpRequest, state: &AppState) -> Option<CountryCode> {

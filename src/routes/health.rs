@@ -4,7 +4,7 @@ use actix_web::{web, HttpResponse};
 use serde_json::json;
 use std::time::Duration;
 
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// How long readiness waits for the store before saying "not ready".
 const READY_TIMEOUT: Duration = Duration::from_secs(3);

@@ -2,7 +2,7 @@
 
 use actix_web::{web, HttpResponse};
 
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Every metric in the Prometheus text format.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {

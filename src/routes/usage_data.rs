@@ -19,7 +19,7 @@ use crate::domain::payload::{PayloadError, PayloadSummary};
 use crate::error::{ApiError, RETRY_AFTER_SECS};
 use crate::ingest::{decode_payload, new_submission, DecodeError};
 use crate::routes::client::client_country;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Largest `/usage_ping_errors` or `/usage_ping_metadata` body; real ones are a few KB
 /// (metadata lists one timing per metric: ~4,200 × ~80 bytes).

@@ -16,7 +16,7 @@ use crate::db::models::releases::{self, ReleaseRow, SecurityChange};
 use crate::domain::csv_import::parse_release_version;
 use crate::domain::release::{Release, SecurityLevel};
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Default and largest page sizes, as in GitLab's own API.
 const DEFAULT_PER_PAGE: usize = 20;

@@ -1,5 +1,3 @@
-#![allow(dead_code)] // helpers are shared by every test module; some serve only a few
-
 //! Test harness: the real server on port 0 against a fresh database per test.
 //!
 //! The store is SQLite in a temporary folder, or, when `TEST_DATABASE_URL` is set, a new

@@ -33,7 +33,7 @@ fn at(text: &str) -> NaiveDateTime {
     NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S").unwrap()
 }
 
-#[allow(clippy::too_many_arguments)]
+#[expect(clippy::too_many_arguments, reason = "one row of the fleet table per call")]
 fn sub(
     uuid: &'static str,
     host: &'static str,
@@ -234,7 +234,8 @@ async fn post_all(app: &TestApp, subs: &[Sub]) {
 }
 
 fn refresh(app: &TestApp) {
-    version_app::insights::refresh(&app.store()).expect("refresh");
+    version_app::insights::with_job_lock(&app.store(), version_app::insights::refresh)
+        .expect("refresh");
 }
 
 async fn get_json(app: &TestApp, token: &str, path: &str) -> Value {
@@ -267,7 +268,7 @@ fn month_of(d: NaiveDate) -> NaiveDate {
 }
 
 fn week_of(d: NaiveDate) -> NaiveDate {
-    d - Duration::days(d.weekday().num_days_from_monday() as i64)
+    d - Duration::days(i64::from(d.weekday().num_days_from_monday()))
 }
 
 /// The last submission per installation and period (`week` or `month`).

@@ -9,6 +9,7 @@ mod deployment;
 mod health;
 mod helpers;
 mod insights;
+mod jobs;
 mod usage_analysts;
 mod usage_data;
 mod usage_export;

@@ -14,8 +14,27 @@ use crate::db::schema::{hosts, version_checks, version_status};
 use crate::db::{AnyConnection, DbError};
 use crate::domain::verdict::ReleaseTable;
 use crate::domain::version::Version;
-use crate::recorder::CheckCount;
 use crate::with_conn;
+
+/// One aggregated row, as the flush writes it. Text fields are `""` when absent, which is
+/// how the store keeps them (they are part of the primary key, so they cannot be NULL).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckCount {
+    /// UTC day.
+    pub day: NaiveDate,
+    /// Referer hostname or `""`.
+    pub host: String,
+    /// Normalised version.
+    pub version: String,
+    /// Two-letter country code or `""`.
+    pub country: String,
+    /// Checks in this interval.
+    pub count: u64,
+    /// First check of the interval (UTC).
+    pub first_seen: NaiveDateTime,
+    /// Last check of the interval (UTC).
+    pub last_seen: NaiveDateTime,
+}
 
 /// Rows per INSERT statement: keeps each statement well under SQLite's bound-parameter limit
 /// (32766) while saving round trips to PostgreSQL.
@@ -47,7 +66,10 @@ struct NewHost<'a> {
 }
 
 impl NewCheckCount<'_> {
-    #[allow(clippy::type_complexity)]
+    #[expect(
+        clippy::type_complexity,
+        reason = "a diesel insertable tuple: its type is the column list"
+    )]
     fn columns(
         &self,
     ) -> (
@@ -70,7 +92,10 @@ impl NewCheckCount<'_> {
 }
 
 impl NewHost<'_> {
-    #[allow(clippy::type_complexity)]
+    #[expect(
+        clippy::type_complexity,
+        reason = "a diesel insertable tuple: its type is the column list"
+    )]
     fn columns(
         &self,
     ) -> (
@@ -133,7 +158,10 @@ impl VersionStatus {
         }
     }
 
-    #[allow(clippy::type_complexity)]
+    #[expect(
+        clippy::type_complexity,
+        reason = "a diesel insertable tuple: its type is the column list"
+    )]
     fn columns(
         &self,
     ) -> (
@@ -350,6 +378,6 @@ pub fn total_checks(conn: &mut AnyConnection) -> Result<i64, DbError> {
     let total =
         diesel::dsl::sql::<diesel::sql_types::BigInt>("CAST(COALESCE(SUM(count), 0) AS BIGINT)");
     Ok(with_conn!(conn, |c| version_checks::table
-        .select(total.clone())
+        .select(total)
         .first::<i64>(c))?)
 }

@@ -14,7 +14,7 @@ use crate::domain::insights::dimension::Dimension;
 use crate::domain::version::Version;
 use crate::error::ApiError;
 use crate::insights::report::{self, AffectedRange, MetricError};
-use crate::startup::AppState;
+use crate::state::AppState;
 use output::respond;
 use params::{Format, Params};
 

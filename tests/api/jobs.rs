@@ -1,0 +1,169 @@
+//! The background-job runner: metrics, one run at a time across processes, panics, shutdown.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use version_app::config::Settings;
+use version_app::db::Db;
+use version_app::jobs::{JobOutcome, Jobs, RunScope};
+use version_app::metrics::Metrics;
+
+use crate::helpers::{test_settings, TestApp, TestDb};
+
+fn store(db: &TestDb) -> Db {
+    let settings: Settings = test_settings(db);
+    Db::connect(&settings).expect("store")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_servers_jobs_report_their_runs_in_metrics() {
+    let app = TestApp::spawn().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = app.get("/metrics").await.text().await.unwrap();
+        let ran = |job: &str| {
+            text.contains(&format!(
+                "version_app_job_runs_total{{job=\"{job}\",outcome=\"ok\"}}"
+            )) && text.contains(&format!(
+                "version_app_job_last_success_timestamp_seconds{{job=\"{job}\"}}"
+            ))
+        };
+        if ran("release_refresh") && ran("devops_leaders") {
+            assert!(text.contains("version_app_job_duration_seconds_bucket"));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "jobs never reported a run:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_for_shared_state_runs_in_one_process_at_a_time() {
+    let db = TestDb::new();
+    let postgres = db.is_postgres();
+    let running = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    // Two runners on one store stand for two processes: on PostgreSQL each takes the lock on
+    // a connection of its own, exactly as two processes do.
+    let runners: Vec<Jobs> = (0..2)
+        .map(|_| {
+            let jobs = Jobs::new(store(&db), &Metrics::new());
+            let (running, most) = (running.clone(), most.clone());
+            jobs.every(
+                "exclusive_test_job",
+                Duration::from_secs(3600),
+                RunScope::OnceAcrossProcesses,
+                move |_| {
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(400));
+                    running.fetch_sub(1, Ordering::SeqCst);
+                    Ok(())
+                },
+            );
+            jobs
+        })
+        .collect();
+    // Let the scheduled first runs pass, then race two explicit runs.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    most.store(0, Ordering::SeqCst);
+    let outcomes: Vec<JobOutcome> = runners
+        .iter()
+        .map(|jobs| {
+            let jobs = jobs.clone();
+            std::thread::spawn(move || jobs.run_now_blocking("exclusive_test_job").unwrap())
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .collect();
+    if postgres {
+        let mut sorted = outcomes.clone();
+        sorted.sort_by_key(|o| o.label());
+        assert_eq!(
+            sorted,
+            [JobOutcome::Ok, JobOutcome::Skipped],
+            "{outcomes:?}"
+        );
+        assert_eq!(most.load(Ordering::SeqCst), 1, "the job ran twice at once");
+    } else {
+        // One process per SQLite store: nothing to exclude, both runs happen.
+        assert_eq!(outcomes, [JobOutcome::Ok, JobOutcome::Ok]);
+    }
+    // The lock is released after the run: the job runs again.
+    assert_eq!(
+        runners[0].run_now_blocking("exclusive_test_job").unwrap(),
+        JobOutcome::Ok
+    );
+    for jobs in &runners {
+        assert!(jobs.shutdown(Duration::from_secs(5)).await);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_job_is_counted_and_runs_again() {
+    let db = TestDb::new();
+    let metrics = Metrics::new();
+    let jobs = Jobs::new(store(&db), &metrics);
+    let runs = Arc::new(AtomicUsize::new(0));
+    {
+        let runs = runs.clone();
+        jobs.every(
+            "panicky",
+            Duration::from_millis(50),
+            RunScope::EveryProcess,
+            move |_| {
+                if runs.fetch_add(1, Ordering::SeqCst) == 0 {
+                    panic!("first run fails");
+                }
+                anyhow::bail!("then it reports an error")
+            },
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(
+        runs.load(Ordering::SeqCst) >= 3,
+        "the job stopped after a panic"
+    );
+    let text = metrics.render();
+    let failed = text
+        .lines()
+        .find(|l| l.starts_with("version_app_job_runs_total{job=\"panicky\",outcome=\"failed\"}"))
+        .unwrap_or_else(|| panic!("no failure count:\n{text}"));
+    let count: f64 = failed.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(count >= 3.0, "{failed}");
+    assert!(jobs.shutdown(Duration::from_secs(5)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_cancels_and_joins_every_task() {
+    let db = TestDb::new();
+    let jobs = Jobs::new(store(&db), &Metrics::new());
+    let finished = Arc::new(AtomicBool::new(false));
+    {
+        let (cancel, finished) = (jobs.cancel_token(), finished.clone());
+        jobs.spawn_loop("waits_for_cancel", async move {
+            cancel.cancelled().await;
+            // Work that must be done before the process exits (like the last check flush).
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            finished.store(true, Ordering::SeqCst);
+        });
+    }
+    jobs.every(
+        "periodic",
+        Duration::from_millis(20),
+        RunScope::EveryProcess,
+        |_| Ok(()),
+    );
+    assert!(jobs.shutdown(Duration::from_secs(5)).await);
+    assert!(
+        finished.load(Ordering::SeqCst),
+        "shutdown did not wait for the task"
+    );
+    assert!(jobs.run_now_blocking("nonexistent").is_err());
+}
