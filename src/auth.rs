@@ -46,7 +46,10 @@ impl FromStr for Scope {
         Scope::ALL
             .into_iter()
             .find(|scope| scope.as_str() == s)
-            .ok_or_else(|| format!("unknown scope `{s}` (known: releases:write, insights:read)"))
+            .ok_or_else(|| {
+                let known: Vec<&str> = Scope::ALL.iter().map(|s| s.as_str()).collect();
+                format!("unknown scope `{s}` (known: {})", known.join(", "))
+            })
     }
 }
 
@@ -71,6 +74,23 @@ pub fn issue(conn: &mut AnyConnection, name: &str, scope: Scope) -> Result<Issue
     let secret = format!("{TOKEN_PREFIX}{}", hex::encode(bytes));
     let row = tokens::create(conn, name, scope.as_str(), &hash_token(&secret))?;
     Ok(IssuedToken { secret, row })
+}
+
+/// The token a request presents in the `PRIVATE-TOKEN` header (GitLab's convention) or as
+/// `Authorization: Bearer`.
+pub fn presented_token(req: &actix_web::HttpRequest) -> Option<String> {
+    let headers = req.headers();
+    if let Some(value) = headers.get("private-token").and_then(|v| v.to_str().ok()) {
+        return Some(value.to_string());
+    }
+    headers
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::to_string)
 }
 
 /// Why a token was refused.
@@ -130,6 +150,10 @@ mod tests {
         assert_eq!(
             "releases:write".parse::<Scope>().unwrap(),
             Scope::ReleasesWrite
+        );
+        assert_eq!(
+            "insights:read".parse::<Scope>().unwrap(),
+            Scope::InsightsRead
         );
         assert!("admin".parse::<Scope>().is_err());
     }

@@ -38,6 +38,9 @@ pub enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Manage console accounts.
+    #[command(subcommand)]
+    User(crate::console::accounts::UserCommand),
     /// Exit 0 when the server on the configured address reports ready (for container health checks).
     Healthcheck,
     /// Stream Service Ping submissions recorded in a date range to standard output.
@@ -319,6 +322,7 @@ fn run_store_command(settings: Settings, command: Command) -> anyhow::Result<()>
                 started.elapsed().as_secs_f64()
             )?;
         }
+        Command::User(command) => crate::console::accounts::run(&mut conn, command, &mut out)?,
         Command::Serve | Command::Healthcheck => unreachable!("handled in run"),
     }
     Ok(())

@@ -65,6 +65,17 @@ pub struct Settings {
     pub ingest_batch_max: usize,
     /// Writer threads storing payloads; 0 picks 1 for SQLite and 2 for PostgreSQL.
     pub ingest_writers: usize,
+    /// Seconds a console session survives without a request.
+    pub console_session_idle_secs: u64,
+    /// Seconds a console session lasts at most, however active.
+    pub console_session_max_secs: u64,
+    /// Always mark the console's cookies `Secure` (they are also marked when a trusted proxy
+    /// says the request came over https).
+    pub console_cookie_secure: bool,
+    /// Failed logins per client address or account name before a lockout.
+    pub console_login_max_failures: u32,
+    /// Seconds failed logins are remembered, and the length of a lockout.
+    pub console_login_lockout_secs: u64,
 }
 
 impl Default for Settings {
@@ -94,6 +105,11 @@ impl Default for Settings {
             ingest_admission_wait_ms: 2_000,
             ingest_batch_max: 32,
             ingest_writers: 0,
+            console_session_idle_secs: 3600,
+            console_session_max_secs: 12 * 3600,
+            console_cookie_secure: false,
+            console_login_max_failures: 5,
+            console_login_lockout_secs: 900,
         }
     }
 }
@@ -210,7 +226,17 @@ impl Settings {
         if self.database_pool_size == 0 {
             return invalid("database_pool_size", "must be at least 1".into());
         }
-        let positive: [(&'static str, u64); 6] = [
+        let positive: [(&'static str, u64); 10] = [
+            ("console_session_idle_secs", self.console_session_idle_secs),
+            ("console_session_max_secs", self.console_session_max_secs),
+            (
+                "console_login_max_failures",
+                self.console_login_max_failures as u64,
+            ),
+            (
+                "console_login_lockout_secs",
+                self.console_login_lockout_secs,
+            ),
             ("insights_refresh_secs", self.insights_refresh_secs),
             ("database_timeout_secs", self.database_timeout_secs),
             ("release_refresh_secs", self.release_refresh_secs),

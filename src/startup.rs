@@ -105,6 +105,7 @@ impl Application {
         let ingest = Ingest::start(db.clone(), releases.clone(), &settings);
         ingest.register_jobs(&jobs, &settings);
         crate::insights::register_job(&jobs, &settings);
+        let console = crate::console::ConsoleState::new(&settings, &metrics);
         let state = web::Data::new(AppState {
             db,
             releases,
@@ -115,6 +116,7 @@ impl Application {
             check,
             ingest,
             jobs,
+            console,
         });
 
         let app_state = state.clone();

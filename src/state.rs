@@ -36,6 +36,8 @@ pub struct AppState {
     pub ingest: Ingest,
     /// The runner of every background job.
     pub jobs: Jobs,
+    /// The console's login throttle and metrics.
+    pub console: crate::console::ConsoleState,
 }
 
 /// Per-application settings of the check routes, resolved once.

@@ -277,6 +277,47 @@ diesel::allow_tables_to_appear_in_same_query!(
     metric_keys
 );
 
+diesel::table! {
+    /// People who may use the console, with their role.
+    console_users (id) {
+        /// Row id.
+        id -> BigInt,
+        /// Login name (unique).
+        name -> Text,
+        /// `analyst`, `release_manager` or `admin`.
+        role -> Text,
+        /// argon2id PHC string.
+        password_hash -> Text,
+        /// Creation time (UTC).
+        created_at -> Timestamp,
+        /// A disabled account cannot log in.
+        disabled -> Bool,
+    }
+}
+
+diesel::table! {
+    /// Console sessions; the cookie carries a random id, the table only its SHA-256.
+    console_sessions (id) {
+        /// Row id.
+        id -> BigInt,
+        /// Hex SHA-256 of the cookie's session id.
+        session_hash -> Text,
+        /// The account.
+        user_id -> BigInt,
+        /// CSRF synchronizer token of this session.
+        csrf_token -> Text,
+        /// Login time (UTC).
+        created_at -> Timestamp,
+        /// Last request seen (UTC), for the idle timeout.
+        last_seen -> Timestamp,
+        /// Absolute end of the session (UTC).
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(console_sessions -> console_users (user_id));
+diesel::allow_tables_to_appear_in_same_query!(console_users, console_sessions);
+
 // --- insights rollups (issue 13; migration 2026-12-01-000300_insights_rollups) ---
 
 diesel::table! {

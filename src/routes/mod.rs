@@ -21,6 +21,8 @@ pub fn configure_hot(cfg: &mut web::ServiceConfig) {
 /// Registers every other route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.configure(usage_data::routes);
+    // The console: /login, /logout, /console/… (HTML for people, behind a login).
+    cfg.configure(crate::console::routes);
     cfg.route("/metrics", web::get().to(metrics::metrics))
         .route("/-/health", web::get().to(health::health))
         .route("/-/ready", web::get().to(health::ready))

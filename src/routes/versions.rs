@@ -141,20 +141,8 @@ fn decode_body<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<
     }
 }
 
-/// The token from the `PRIVATE-TOKEN` header (GitLab's convention) or `Authorization: Bearer`.
 fn header_token(req: &HttpRequest) -> Option<String> {
-    let headers = req.headers();
-    if let Some(value) = headers.get("private-token").and_then(|v| v.to_str().ok()) {
-        return Some(value.to_string());
-    }
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::to_string)
+    auth::presented_token(req)
 }
 
 async fn authorize(state: &AppState, token: Option<String>) -> Result<(), ApiError> {

@@ -514,16 +514,8 @@ async fn verdicts_follow_release_changes() {
     // A critical security release 19.1.2 makes 19.1.1 (and 19.0.3) "update asap".
     let token = app.token(Scope::ReleasesWrite);
     let created = app
-        .client
-        .post(app.url("/api/v1/versions"))
-        .form(&[
-            ("private_token", token.as_str()),
-            ("version", "19.1.2"),
-            ("security", "critical"),
-        ])
-        .send()
-        .await
-        .unwrap();
+        .post_release(&token, &[("version", "19.1.2"), ("security", "critical")])
+        .await;
     assert_eq!(created.status(), 201);
     let deadline = Instant::now() + Duration::from_secs(15);
     while severity(&db, "19.1.1") != Some(("danger".into(), true)) {

@@ -37,13 +37,7 @@ async fn token_create_prints_the_token_alone_on_the_last_line_and_it_works() {
     );
 
     let app = TestApp::spawn_on(db, |_| {}).await;
-    let response = app
-        .client
-        .post(app.url("/api/v1/versions"))
-        .form(&[("private_token", token.as_str()), ("version", "97.0.0")])
-        .send()
-        .await
-        .unwrap();
+    let response = app.post_release(&token, &[("version", "97.0.0")]).await;
     assert_eq!(response.status(), 201);
 }
 

@@ -195,6 +195,45 @@ impl TestApp {
             .expect("request sent")
     }
 
+    /// POSTs a release as release CI does (form fields, token in `private_token`) to
+    /// `/api/v1/versions`.
+    pub async fn post_release(&self, token: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        let mut form = vec![("private_token", token)];
+        form.extend_from_slice(fields);
+        self.client
+            .post(self.url("/api/v1/versions"))
+            .form(&form)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// POSTs a Service Ping JSON body to `/usage_data`, as an instance does.
+    pub async fn post_usage_data(&self, body: Vec<u8>) -> reqwest::Response {
+        self.client
+            .post(self.url("/usage_data"))
+            .header("Content-Type", "application/json")
+            .header("Accept", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Uploads a payload file through the manual upload form (multipart field `file`).
+    pub async fn upload(&self, file_name: &str, bytes: Vec<u8>) -> reqwest::Response {
+        let part = reqwest::multipart::Part::bytes(bytes)
+            .file_name(file_name.to_string())
+            .mime_str("application/json")
+            .expect("valid mime type");
+        self.client
+            .post(self.url("/usage_data"))
+            .multipart(reqwest::multipart::Form::new().part("file", part))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
     /// A store handle on the app's database (for arranging and asserting).
     pub fn store(&self) -> Db {
         Db::connect(&self.settings).expect("store")

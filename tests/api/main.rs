@@ -5,6 +5,8 @@ mod check;
 mod check_operators;
 mod check_recording;
 mod cli;
+mod console_auth;
+mod console_support;
 mod deployment;
 mod health;
 mod helpers;

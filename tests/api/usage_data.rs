@@ -37,14 +37,7 @@ fn merge(target: &mut Value, changes: Value) {
 
 /// POSTs a JSON body.
 pub async fn post_json(app: &TestApp, body: Vec<u8>) -> reqwest::Response {
-    app.client
-        .post(app.url("/usage_data"))
-        .header("Content-Type", "application/json")
-        .header("Accept", "application/json")
-        .body(body)
-        .send()
-        .await
-        .expect("request sent")
+    app.post_usage_data(body).await
 }
 
 /// `(usage_data rows, raw rows, metric rows)` in the store.

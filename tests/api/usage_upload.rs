@@ -9,18 +9,7 @@ use std::time::{Duration, Instant};
 use version_app::db::schema::{usage_data, usage_data_raw};
 
 async fn upload(app: &TestApp, name: &str, bytes: Vec<u8>) -> (u16, String) {
-    let part = reqwest::multipart::Part::bytes(bytes)
-        .file_name(name.to_string())
-        .mime_str("application/json")
-        .unwrap();
-    let form = reqwest::multipart::Form::new().part("file", part);
-    let response = app
-        .client
-        .post(app.url("/usage_data"))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
+    let response = app.upload(name, bytes).await;
     let status = response.status().as_u16();
     let content_type = response.headers()["content-type"]
         .to_str()
@@ -127,10 +116,10 @@ async fn bad_uploads_re_render_the_form_with_a_clear_message() {
 }
 
 /// chromedriver on a free port, killed on drop.
-struct Driver {
+pub(crate) struct Driver {
     child: Child,
-    port: u16,
-    _profile: tempfile::TempDir,
+    pub(crate) port: u16,
+    pub(crate) _profile: tempfile::TempDir,
 }
 
 impl Drop for Driver {
@@ -145,7 +134,7 @@ const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
 /// Starts chromedriver, or explains why the browser test cannot run: that fails under CI
 /// (which installs Chromium in .ci/setup.d/chromium.sh) and skips elsewhere.
-fn start_driver() -> Option<Driver> {
+pub(crate) fn start_driver() -> Option<Driver> {
     if !std::path::Path::new(CHROMIUM).exists() || !std::path::Path::new(CHROMEDRIVER).exists() {
         assert!(
             std::env::var_os("CI").is_none(),

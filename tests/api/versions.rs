@@ -101,18 +101,16 @@ async fn form_post_without_trailing_slash_and_with_fields() {
     let app = TestApp::spawn_with(|s| s.seed_releases = false).await;
     let token = app.token(Scope::ReleasesWrite);
     let response = app
-        .client
-        .post(app.url("/api/v1/versions"))
-        .form(&[
-            ("private_token", token.as_str()),
-            ("version", "20.0.1-ee"),
-            ("released_on", "2026-09-01"),
-            ("security", "critical"),
-            ("details", "Remote code execution"),
-        ])
-        .send()
-        .await
-        .unwrap();
+        .post_release(
+            &token,
+            &[
+                ("version", "20.0.1-ee"),
+                ("released_on", "2026-09-01"),
+                ("security", "critical"),
+                ("details", "Remote code execution"),
+            ],
+        )
+        .await;
     assert_eq!(response.status(), 201);
     let created = json(response).await;
     assert_eq!(created["version"], "20.0.1", "edition suffix normalised");
@@ -124,13 +122,7 @@ async fn form_post_without_trailing_slash_and_with_fields() {
 async fn duplicate_release_is_a_conflict() {
     let app = TestApp::spawn().await;
     let token = app.token(Scope::ReleasesWrite);
-    let response = app
-        .client
-        .post(app.url("/api/v1/versions"))
-        .form(&[("private_token", token.as_str()), ("version", "19.1.1")])
-        .send()
-        .await
-        .unwrap();
+    let response = app.post_release(&token, &[("version", "19.1.1")]).await;
     assert_eq!(response.status(), 409);
     let body = json(response).await;
     assert!(
@@ -171,13 +163,7 @@ async fn revoked_tokens_are_refused() {
     let mut conn = db.get().unwrap();
     let id = version_app::db::models::tokens::list(&mut conn).unwrap()[0].id;
     assert!(version_app::db::models::tokens::revoke(&mut conn, id).unwrap());
-    let response = app
-        .client
-        .post(app.url("/api/v1/versions"))
-        .form(&[("private_token", token.as_str()), ("version", "99.0.0")])
-        .send()
-        .await
-        .unwrap();
+    let response = app.post_release(&token, &[("version", "99.0.0")]).await;
     assert_eq!(response.status(), 401);
 }
 
@@ -190,13 +176,7 @@ async fn malformed_versions_name_the_problem() {
         ("16.9.0-rc1", "pre-release"),
         ("", "required"),
     ] {
-        let response = app
-            .client
-            .post(app.url("/api/v1/versions"))
-            .form(&[("private_token", token.as_str()), ("version", version)])
-            .send()
-            .await
-            .unwrap();
+        let response = app.post_release(&token, &[("version", version)]).await;
         assert_eq!(response.status(), 422, "{version}");
         let body = json(response).await;
         assert!(body["message"].as_str().unwrap().contains(expect), "{body}");

@@ -1,5 +1,6 @@
 //! One file per table: `find_*` / `list_*` reads, `New*` insertables, writes in transactions.
 
+pub mod console;
 pub mod insights;
 pub mod insights_queries;
 pub mod releases;

@@ -1,5 +1,6 @@
 //! `GET /api/v1/insights/…`: every chart's numbers as JSON (default) or CSV (`?format=csv`).
-//! Access: a token with scope `insights:read` (`PRIVATE-TOKEN` or `Authorization: Bearer`).
+//! Access: a token with scope `insights:read` (`PRIVATE-TOKEN` or `Authorization: Bearer`)
+//! or a console session of an analyst (or a higher role).
 
 pub mod output;
 pub mod params;
@@ -9,7 +10,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use serde::Serialize;
 
-use crate::auth::{self, AuthError, Scope};
+use crate::auth::Scope;
+use crate::console::auth::Role;
 use crate::domain::insights::dimension::Dimension;
 use crate::domain::version::Version;
 use crate::error::ApiError;
@@ -32,39 +34,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/insights/installation", web::get().to(installation));
 }
 
-/// The token from `PRIVATE-TOKEN` or `Authorization: Bearer`.
-fn header_token(req: &HttpRequest) -> Option<String> {
-    let headers = req.headers();
-    if let Some(value) = headers.get("private-token").and_then(|v| v.to_str().ok()) {
-        return Some(value.to_string());
-    }
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::to_string)
-}
-
-/// 401 without valid credentials, 403 with a token of another scope.
+/// 401 without credentials, 403 with a token of another scope or a session below analyst.
 async fn require_access(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
-    let token = header_token(req);
-    let outcome = state
-        .db
-        .run(move |conn| auth::authorize(conn, token.as_deref(), Scope::InsightsRead))
-        .await?;
-    match outcome {
-        Ok(_) => Ok(()),
-        Err(AuthError::Forbidden(scope)) => {
-            Err(ApiError::Forbidden(AuthError::Forbidden(scope).to_string()))
-        }
-        Err(AuthError::Missing) => Err(ApiError::Unauthorized(
-            "a token with scope insights:read is required (header PRIVATE-TOKEN or Authorization: Bearer)".into(),
-        )),
-        Err(other) => Err(ApiError::Unauthorized(other.to_string())),
-    }
+    crate::console::auth::authorize_api(req, state, Role::Analyst, Scope::InsightsRead).await?;
+    Ok(())
 }
 
 /// Fields beside `rows` in a series answer.
