@@ -231,7 +231,7 @@ impl Settings {
             ("console_session_max_secs", self.console_session_max_secs),
             (
                 "console_login_max_failures",
-                self.console_login_max_failures as u64,
+                u64::from(self.console_login_max_failures),
             ),
             (
                 "console_login_lockout_secs",

@@ -14,6 +14,8 @@
 pub mod accounts;
 pub mod api;
 pub mod auth;
+pub mod charts;
+pub mod insights;
 pub mod layout;
 pub mod login;
 pub mod pages;
@@ -104,6 +106,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/static/console.css", web::get().to(layout::stylesheet))
             // Sections add their pages here, e.g. `.configure(crate::console::insights::routes)`;
             // their handlers take a `ConsoleUser` and call `require(Role::…)`.
-            .route("/accounts", web::get().to(pages::accounts)),
+            .route("/accounts", web::get().to(pages::accounts))
+            .configure(insights::routes),
     );
 }

@@ -216,6 +216,70 @@ pub fn versions(conn: &mut AnyConnection, range: &Range) -> Result<Vec<VersionsR
         .collect())
 }
 
+/// Installations on a vulnerable version per period.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VulnerableShareRow {
+    /// Period start.
+    pub period: NaiveDate,
+    /// Installations with a counted submission and a readable version.
+    pub installations: i64,
+    /// Of them, on a version `check.json` answers `danger` for today.
+    pub danger: i64,
+    /// Of them, exposed to a critical advisory.
+    pub critical: i64,
+    /// False for the current period.
+    pub complete: bool,
+}
+
+/// The share of installations on a vulnerable (and a critically vulnerable) version, per
+/// period, by today's verdict for the version of each period's counted submission.
+pub fn vulnerable_share(
+    conn: &mut AnyConnection,
+    table: &ReleaseTable,
+    range: &Range,
+) -> Result<Vec<VulnerableShareRow>, DbError> {
+    let periods = q::list_periods(
+        conn,
+        range.kind.as_str(),
+        range.from,
+        range.to,
+        range.include_internal,
+    )?;
+    let mut verdicts: HashMap<String, (bool, bool)> = HashMap::new();
+    let mut out: BTreeMap<NaiveDate, (i64, i64, i64)> = BTreeMap::new();
+    for p in periods {
+        let Some(text) = p.version else { continue };
+        let Some((danger, critical)) = verdicts.get(&text).copied().or_else(|| {
+            let v = Version::parse(&text).ok()?;
+            let verdict = table.verdict(&v);
+            let pair = (
+                verdict.severity == Severity::Danger,
+                verdict.critical_vulnerability,
+            );
+            verdicts.insert(text.clone(), pair);
+            Some(pair)
+        }) else {
+            continue;
+        };
+        let slot = out.entry(p.period_start).or_default();
+        slot.0 += 1;
+        slot.1 += i64::from(danger);
+        slot.2 += i64::from(critical);
+    }
+    Ok(out
+        .into_iter()
+        .map(
+            |(period, (installations, danger, critical))| VulnerableShareRow {
+                period,
+                installations,
+                danger,
+                critical,
+                complete: range.kind.is_complete(period, range.today),
+            },
+        )
+        .collect())
+}
+
 /// `backport` rows: one per minor line seen in the window.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BackportRow {
@@ -263,33 +327,8 @@ pub fn backport(
     include_internal: bool,
     what_if: Option<&AffectedRange>,
 ) -> Result<Vec<BackportRow>, DbError> {
-    let since = now - Duration::days(days);
-    // Service Ping: last submission per installation in the window.
-    let mut last_ping: HashMap<i64, (NaiveDateTime, i64, String, Option<String>)> = HashMap::new();
-    for (installation, host, at, id, version) in
-        q::list_submissions_since(conn, since, include_internal)?
-    {
-        let slot = last_ping
-            .entry(installation)
-            .or_insert((at, id, host.clone(), version.clone()));
-        if (at, id) > (slot.0, slot.1) {
-            *slot = (at, id, host, version);
-        }
-    }
-    // Version checks: last check per host in the window.
-    let mut last_check: HashMap<String, (NaiveDate, NaiveDateTime, String)> = HashMap::new();
-    for (host, day, version, seen) in q::list_checks_since(conn, since.date())? {
-        let host = normalize_hostname(&host);
-        if !include_internal && is_excluded_by_default(&host) {
-            continue;
-        }
-        let slot = last_check
-            .entry(host)
-            .or_insert((day, seen, version.clone()));
-        if (day, seen) > (slot.0, slot.1) {
-            *slot = (day, seen, version);
-        }
-    }
+    let reports = latest_reports(conn, now, days, include_internal)?;
+    let (last_ping, last_check) = (&reports.pings, &reports.checks);
     #[derive(Default)]
     struct Line {
         installations: u64,
@@ -304,7 +343,7 @@ pub fn backport(
     let mut note = |v: &Version| seen_versions.entry(v.line()).or_default().push(v.clone());
     // Who is active, keyed by hostname; a ping without hostname is its own entity.
     let mut active: HashMap<String, (NaiveDateTime, Version)> = HashMap::new();
-    for (installation, (at, _, host, version)) in &last_ping {
+    for (installation, (at, _, host, version, _)) in last_ping {
         let Some(v) = version.as_deref().and_then(|v| Version::parse(v).ok()) else {
             continue;
         };
@@ -320,7 +359,7 @@ pub fn backport(
             *slot = (*at, v);
         }
     }
-    for (host, (_, seen, version)) in &last_check {
+    for (host, (_, seen, version)) in last_check {
         let Ok(v) = Version::parse(version) else {
             continue;
         };
@@ -383,6 +422,129 @@ pub fn backport(
             affected: what_if.map(|_| l.affected),
         })
         .collect())
+}
+
+/// The latest Service Ping per installation and the latest version check per host in a
+/// window, internal and staging hosts left out unless asked for.
+struct LatestReports {
+    /// installation id → (recorded_at, usage_data_id, hostname, version, uuid)
+    pings: HashMap<i64, (NaiveDateTime, i64, String, Option<String>, String)>,
+    /// hostname → (day, last_seen, version)
+    checks: HashMap<String, (NaiveDate, NaiveDateTime, String)>,
+}
+
+fn latest_reports(
+    conn: &mut AnyConnection,
+    now: NaiveDateTime,
+    days: i64,
+    include_internal: bool,
+) -> Result<LatestReports, DbError> {
+    let since = now - Duration::days(days);
+    let mut pings: HashMap<i64, (NaiveDateTime, i64, String, Option<String>, String)> =
+        HashMap::new();
+    for (installation, host, at, id, version, uuid) in
+        q::list_submissions_since(conn, since, include_internal)?
+    {
+        match pings.get(&installation) {
+            Some(slot) if (at, id) <= (slot.0, slot.1) => {}
+            _ => {
+                pings.insert(installation, (at, id, host, version, uuid));
+            }
+        }
+    }
+    let mut checks: HashMap<String, (NaiveDate, NaiveDateTime, String)> = HashMap::new();
+    for (host, day, version, seen) in q::list_checks_since(conn, since.date())? {
+        let host = normalize_hostname(&host);
+        if !include_internal && is_excluded_by_default(&host) {
+            continue;
+        }
+        match checks.get(&host) {
+            Some(slot) if (day, seen) <= (slot.0, slot.1) => {}
+            _ => {
+                checks.insert(host, (day, seen, version));
+            }
+        }
+    }
+    Ok(LatestReports { pings, checks })
+}
+
+/// One active host on a vulnerable version.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VulnerableRow {
+    /// Hostname (`""` for a Service Ping without one).
+    pub hostname: String,
+    /// The installation's uuid when its latest report was a Service Ping.
+    pub uuid: Option<String>,
+    /// The version of its latest report.
+    pub version: String,
+    /// `service_ping` or `version_check`.
+    pub source: &'static str,
+    /// When that report was made.
+    pub last_seen: NaiveDateTime,
+    /// `danger` here, always; kept for CSV readers.
+    pub severity: &'static str,
+    /// Exposed to a critical advisory.
+    pub critical: bool,
+}
+
+/// Active hosts (last `days` days, both sources, each once on its latest report) whose
+/// version `check.json` answers `danger` for now; critical ones first.
+pub fn vulnerable(
+    conn: &mut AnyConnection,
+    table: &ReleaseTable,
+    now: NaiveDateTime,
+    days: i64,
+    include_internal: bool,
+    critical_only: bool,
+) -> Result<Vec<VulnerableRow>, DbError> {
+    let reports = latest_reports(conn, now, days, include_internal)?;
+    let mut latest: HashMap<String, (NaiveDateTime, String, &'static str, Option<String>)> =
+        HashMap::new();
+    for (installation, (at, _, host, version, uuid)) in reports.pings {
+        let Some(version) = version else { continue };
+        let key = if host.is_empty() {
+            format!("#{installation}")
+        } else {
+            host
+        };
+        latest.insert(key, (at, version, "service_ping", Some(uuid)));
+    }
+    for (host, (_, seen, version)) in reports.checks {
+        if latest.get(&host).is_none_or(|l| seen > l.0) {
+            latest.insert(host, (seen, version, "version_check", None));
+        }
+    }
+    let mut rows: Vec<VulnerableRow> = latest
+        .into_iter()
+        .filter_map(|(key, (at, version, source, uuid))| {
+            let v = Version::parse(&version).ok()?;
+            let verdict = table.verdict(&v);
+            if verdict.severity != Severity::Danger
+                || (critical_only && !verdict.critical_vulnerability)
+            {
+                return None;
+            }
+            Some(VulnerableRow {
+                hostname: if key.starts_with('#') {
+                    String::new()
+                } else {
+                    key
+                },
+                uuid,
+                version,
+                source,
+                last_seen: at,
+                severity: "danger",
+                critical: verdict.critical_vulnerability,
+            })
+        })
+        .collect();
+    rows.sort_by(|a, b| {
+        b.critical
+            .cmp(&a.critical)
+            .then(a.hostname.cmp(&b.hostname))
+    });
+    Ok(rows)
 }
 
 /// One submission of an installation.

@@ -13,7 +13,7 @@ use version_app::auth::Scope;
 
 /// One posted submission and what the test expects of it.
 #[derive(Clone)]
-struct Sub {
+pub(crate) struct Sub {
     uuid: &'static str,
     host: &'static str,
     /// `recorded_at` as sent.
@@ -33,7 +33,10 @@ fn at(text: &str) -> NaiveDateTime {
     NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S").unwrap()
 }
 
-#[expect(clippy::too_many_arguments, reason = "one row of the fleet table per call")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one row of the fleet table per call"
+)]
 fn sub(
     uuid: &'static str,
     host: &'static str,
@@ -61,7 +64,7 @@ fn sub(
 /// The fleet: same-uuid installations, a staging and an internal host, a reset, special
 /// values, an expired licence, a second submission in a week, one posted out of order, a
 /// clock in the future and one before 2011.
-fn fleet() -> Vec<Sub> {
+pub(crate) fn fleet() -> Vec<Sub> {
     let future = (Utc::now().naive_utc() + Duration::days(3))
         .format("%Y-%m-%d %H:%M:%S")
         .to_string();
@@ -226,14 +229,14 @@ fn payload(s: &Sub) -> Vec<u8> {
     }))
 }
 
-async fn post_all(app: &TestApp, subs: &[Sub]) {
+pub(crate) async fn post_all(app: &TestApp, subs: &[Sub]) {
     for s in subs {
         let response = post_json(app, payload(s)).await;
         assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
     }
 }
 
-fn refresh(app: &TestApp) {
+pub(crate) fn refresh(app: &TestApp) {
     version_app::insights::with_job_lock(&app.store(), version_app::insights::refresh)
         .expect("refresh");
 }
@@ -445,7 +448,7 @@ fn minor_of(version: &str) -> String {
     format!("{}.{}", parts.next().unwrap(), parts.next().unwrap())
 }
 
-const RANGE: &str = "from=2025-12-01&to=2027-01-01";
+pub(crate) const RANGE: &str = "from=2025-12-01&to=2027-01-01";
 
 #[tokio::test]
 async fn numbers_follow_the_analysts_rules() {

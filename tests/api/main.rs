@@ -11,6 +11,7 @@ mod deployment;
 mod health;
 mod helpers;
 mod insights;
+mod insights_pages;
 mod jobs;
 mod usage_analysts;
 mod usage_data;

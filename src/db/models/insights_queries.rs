@@ -149,8 +149,8 @@ pub fn list_metric_points(
         .load(c))?)
 }
 
-/// `(installation_id, hostname, recorded_at, usage_data_id, version)` of one submission.
-pub type WindowSubmission = (i64, String, NaiveDateTime, i64, Option<String>);
+/// `(installation_id, hostname, recorded_at, usage_data_id, version, uuid)` of one submission.
+pub type WindowSubmission = (i64, String, NaiveDateTime, i64, Option<String>, String);
 
 /// A Service Ping report in a window: `(hostname, recorded_at, version)` per submission of
 /// the non-excluded (or all) installations, with the installation id.
@@ -176,6 +176,7 @@ pub fn list_submissions_since(
             insights_submissions::recorded_at,
             insights_submissions::usage_data_id,
             insights_submissions::version,
+            insights_installations::uuid,
         ))
         .load(c))?)
 }

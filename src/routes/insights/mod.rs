@@ -31,7 +31,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/insights/metrics/{key_path}", web::get().to(metric))
         .route("/insights/versions", web::get().to(versions))
         .route("/insights/backport", web::get().to(backport))
-        .route("/insights/installation", web::get().to(installation));
+        .route("/insights/installation", web::get().to(installation))
+        .route("/insights/vulnerable", web::get().to(vulnerable));
 }
 
 /// 401 without credentials, 403 with a token of another scope or a session below analyst.
@@ -243,4 +244,51 @@ async fn installation(
             .json(&found)),
         Format::Csv => respond(format, &found.submissions, (), None),
     }
+}
+
+/// `days` (1..=365, default 28) and `critical=true|false`.
+pub fn vulnerable_params(params: &Params) -> Result<(i64, bool, bool), ApiError> {
+    let (days, include_internal, _) = backport_params(params)?;
+    let critical = match params.get("critical") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "`critical` must be true or false, got `{other}`"
+            )))
+        }
+    };
+    Ok((days, include_internal, critical))
+}
+
+/// Parameters of the vulnerable endpoint.
+pub const VULNERABLE_PARAMS: &[&str] = &["days", "include_internal", "critical", "format"];
+
+async fn vulnerable(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    require_access(&state, &req).await?;
+    let params = Params::parse(req.query_string(), VULNERABLE_PARAMS)?;
+    let format = params.format()?;
+    let (days, include_internal, critical) = vulnerable_params(&params)?;
+    let table = state.releases.current();
+    let rows = state
+        .db
+        .run(move |conn| {
+            report::vulnerable(
+                conn,
+                &table,
+                Utc::now().naive_utc(),
+                days,
+                include_internal,
+                critical,
+            )
+        })
+        .await?;
+    #[derive(Serialize)]
+    struct Meta {
+        days: i64,
+    }
+    respond(format, &rows, Meta { days }, None)
 }

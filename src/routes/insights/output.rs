@@ -10,6 +10,7 @@ use crate::domain::insights::csv_cell::neutralise;
 use crate::error::ApiError;
 use crate::insights::report::{
     BackportRow, CheckDay, InstallationSubmission, InstallationsRow, MetricRow, VersionsRow,
+    VulnerableRow,
 };
 
 /// A row type that can be written as CSV.
@@ -133,6 +134,29 @@ impl CsvRow for CheckDay {
             self.day.to_string(),
             text(&self.version),
             self.count.to_string(),
+        ]
+    }
+}
+
+impl CsvRow for VulnerableRow {
+    const HEADER: &'static [&'static str] = &[
+        "hostname",
+        "uuid",
+        "version",
+        "source",
+        "last_seen",
+        "severity",
+        "critical",
+    ];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            text(&self.hostname),
+            text(&opt(&self.uuid)),
+            text(&self.version),
+            self.source.to_string(),
+            self.last_seen.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            self.severity.to_string(),
+            self.critical.to_string(),
         ]
     }
 }
