@@ -76,6 +76,23 @@ pub struct Settings {
     pub console_login_max_failures: u32,
     /// Seconds failed logins are remembered, and the length of a lockout.
     pub console_login_lockout_secs: u64,
+    /// Milliseconds a request body may go without a byte before 408 (issue 8).
+    pub request_body_idle_timeout_ms: u64,
+    /// Seconds a whole request body may take before 408.
+    pub request_body_timeout_secs: u64,
+    /// Slowest average body rate accepted once the idle window has passed, bytes per second.
+    pub request_body_min_bytes_per_sec: u64,
+    /// Service Ping body bytes held in memory at once (all senders); beyond it 503.
+    pub ingest_max_body_bytes_in_flight: usize,
+    /// Seconds an idle keep-alive connection is kept open.
+    pub http_keep_alive_secs: u64,
+    /// Milliseconds a client has to send the request head.
+    pub http_client_request_timeout_ms: u64,
+    /// Milliseconds to wait for a client to close after the answer when shutting a
+    /// connection.
+    pub http_client_disconnect_timeout_ms: u64,
+    /// Open connections at most (all workers); 0 picks from the file-descriptor limit.
+    pub http_max_connections: usize,
 }
 
 impl Default for Settings {
@@ -110,6 +127,14 @@ impl Default for Settings {
             console_cookie_secure: false,
             console_login_max_failures: 5,
             console_login_lockout_secs: 900,
+            request_body_idle_timeout_ms: 10_000,
+            request_body_timeout_secs: 120,
+            request_body_min_bytes_per_sec: 512,
+            ingest_max_body_bytes_in_flight: 128 * 1024 * 1024,
+            http_keep_alive_secs: 5,
+            http_client_request_timeout_ms: 5_000,
+            http_client_disconnect_timeout_ms: 1_000,
+            http_max_connections: 0,
         }
     }
 }

@@ -41,6 +41,20 @@ pub enum ApiError {
     /// The store cannot take the request now; the client should retry later.
     #[error("the store is unavailable, retry later")]
     Unavailable,
+    /// The server is at capacity (not the store's fault); the client should retry later.
+    #[error("{0}")]
+    Busy(String),
+    /// The request body stalled, trickled or took too long; the connection is closed.
+    #[error("{0}")]
+    RequestTimeout(String),
+    /// The method is not one the route answers; `Allow` lists those it does.
+    #[error("{message}")]
+    MethodNotAllowed {
+        /// The `Allow` header value.
+        allow: &'static str,
+        /// What the client is told.
+        message: String,
+    },
     /// A bug or unexpected failure; details go to the log only.
     #[error("internal error")]
     Internal(String),
@@ -68,6 +82,9 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Unavailable => "unavailable",
+            ApiError::Busy(_) => "busy",
+            ApiError::RequestTimeout(_) => "request_timeout",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::Internal(_) => "internal_error",
         }
     }
@@ -95,7 +112,9 @@ impl ResponseError for ApiError {
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable | ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -105,8 +124,18 @@ impl ResponseError for ApiError {
             tracing::error!(error.cause = %cause, "request failed");
         }
         let mut response = HttpResponse::build(self.status_code());
-        if matches!(self, ApiError::Unavailable) {
-            response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS.to_string()));
+        match self {
+            ApiError::Unavailable | ApiError::Busy(_) => {
+                response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS.to_string()));
+            }
+            // The rest of the body is never read: the connection cannot be reused.
+            ApiError::RequestTimeout(_) => {
+                response.force_close();
+            }
+            ApiError::MethodNotAllowed { allow, .. } => {
+                response.insert_header((header::ALLOW, *allow));
+            }
+            _ => {}
         }
         response.json(ErrorBody {
             error: self.code(),

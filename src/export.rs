@@ -9,6 +9,7 @@ use chrono::{NaiveDate, NaiveDateTime};
 
 use crate::db::models::usage_data::{self, ExportRow};
 use crate::db::AnyConnection;
+use crate::domain::csv_safe::neutralise;
 
 /// Submissions read per query.
 const PAGE: i64 = 200;
@@ -88,7 +89,7 @@ pub fn export(
                 "source",
             ];
             header.extend(keys.iter().map(String::as_str));
-            writer.write_record(&header)?;
+            writer.write_record(header.iter().map(|cell| neutralise(cell).into_owned()))?;
             for_each_page(conn, from, to, false, |conn, page| {
                 let ids: Vec<i64> = page.iter().map(|r| r.id).collect();
                 let mut values: HashMap<(i64, i64), f64> = HashMap::new();
@@ -151,15 +152,18 @@ fn csv_record(
     key_ids: &HashMap<String, i64>,
     values: &HashMap<(i64, i64), f64>,
 ) -> Vec<String> {
+    // Text from senders goes through the formula-injection defence (domain::csv_safe);
+    // numbers formatted here do not need it.
+    let text = |value: &str| neutralise(value).into_owned();
     let mut record = vec![
         row.id.to_string(),
-        row.uuid.clone(),
-        row.hostname.clone().unwrap_or_default(),
-        row.version.clone().unwrap_or_default(),
-        row.edition.clone().unwrap_or_default(),
-        row.installation_type.clone().unwrap_or_default(),
+        text(&row.uuid),
+        text(row.hostname.as_deref().unwrap_or_default()),
+        text(row.version.as_deref().unwrap_or_default()),
+        text(row.edition.as_deref().unwrap_or_default()),
+        text(row.installation_type.as_deref().unwrap_or_default()),
         row.recorded_at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-        row.source.clone(),
+        text(&row.source),
     ];
     for key in keys {
         let value = key_ids

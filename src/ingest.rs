@@ -46,6 +46,9 @@ pub enum DecodeError {
     /// The JSON is not a usable Service Ping payload.
     #[error(transparent)]
     Payload(#[from] PayloadError),
+    /// A field breaks a rule every store needs (`domain::input_rules`).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl From<DecodeError> for ApiError {
@@ -84,6 +87,7 @@ pub fn decode_payload(
         Vec::from(body)
     };
     let parsed = payload::parse_payload(&json, limits)?;
+    crate::domain::input_rules::check_payload(&parsed).map_err(DecodeError::Invalid)?;
     Ok((parsed, json))
 }
 
@@ -158,7 +162,12 @@ impl Ingest {
             Ok(Ok(permit)) => Ok(permit),
             _ => {
                 tracing::warn!("ingest saturated: payload refused with 503");
-                Err(ApiError::Unavailable)
+                // Not the store's fault: its own message and metric label (issue 8, #12).
+                Err(ApiError::Busy(
+                    "ingest is at capacity: too many payloads are being stored at once, \
+                     retry later"
+                        .into(),
+                ))
             }
         }
     }

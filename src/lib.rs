@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod recorder;
 pub mod render;
 pub mod routes;
+pub mod server_limits;
 pub mod snapshot;
 pub mod startup;
 pub mod state;

@@ -17,6 +17,7 @@ use crate::jobs::{Jobs, RunScope};
 use crate::metrics::Metrics;
 use crate::recorder::Recorder;
 use crate::routes;
+use crate::routes::body::{BodyGuard, ConnectionCount};
 use crate::snapshot::Releases;
 use crate::state::{AppState, CheckState};
 use crate::telemetry::PrivateRootSpan;
@@ -94,6 +95,7 @@ impl Application {
                 },
             );
         }
+        let body = Arc::new(BodyGuard::new(&settings, metrics.registry()));
         let recorder = Arc::new(Recorder::start(
             db.clone(),
             releases.clone(),
@@ -117,19 +119,41 @@ impl Application {
             ingest,
             jobs,
             console,
+            body: body.clone(),
         });
 
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
+                .wrap(actix_web::middleware::from_fn(
+                    routes::security_headers::add,
+                ))
                 .configure(routes::configure_hot)
                 .service(
                     web::scope("")
                         .wrap(TracingLogger::<PrivateRootSpan>::new())
-                        .configure(routes::configure),
+                        .configure(routes::configure)
+                        .default_service(web::to(routes::fallback::not_found)),
                 )
         })
+        // Issue 8: every wait capped and the connection count kept below the fd limit, so
+        // idle, stalled or trickling clients are shed and the checks keep being answered.
+        .on_connect(move |_, ext| {
+            ext.insert(ConnectionCount::accept(&body));
+        })
+        .keep_alive(Duration::from_secs(settings.http_keep_alive_secs))
+        .client_request_timeout(Duration::from_millis(
+            settings.http_client_request_timeout_ms,
+        ))
+        .client_disconnect_timeout(Duration::from_millis(
+            settings.http_client_disconnect_timeout_ms,
+        ))
+        .max_connections(crate::server_limits::max_connections_per_worker(
+            &settings,
+            crate::server_limits::worker_count(&settings),
+            crate::server_limits::raise_nofile_limit(),
+        ))
         .listen(listener)?
         .shutdown_timeout(settings.shutdown_timeout_secs);
         if settings.workers > 0 {

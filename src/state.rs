@@ -14,6 +14,7 @@ use crate::jobs::Jobs;
 use crate::metrics::Metrics;
 use crate::recorder::Recorder;
 use crate::render::BadgeCache;
+use crate::routes::body::BodyGuard;
 use crate::snapshot::Releases;
 
 /// Shared, read-mostly state every handler can reach.
@@ -36,6 +37,8 @@ pub struct AppState {
     pub ingest: Ingest,
     /// The runner of every background job.
     pub jobs: Jobs,
+    /// Body deadlines, the ingest byte budget and connection counts.
+    pub body: Arc<BodyGuard>,
     /// The console's login throttle and metrics.
     pub console: crate::console::ConsoleState,
 }

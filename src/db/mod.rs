@@ -8,6 +8,9 @@
 pub mod locks;
 pub mod models;
 pub mod schema;
+pub mod write_tx;
+
+pub use write_tx::WriteTransaction;
 
 use diesel::connection::SimpleConnection;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
@@ -104,9 +107,10 @@ struct SqlitePragmas;
 
 impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragmas {
     fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
+        // journal_mode is not here: WAL is a property of the file, set once in
+        // `Db::connect` before the pool opens its connections (issue 8, #15).
         conn.batch_execute(
-            "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-             PRAGMA foreign_keys = ON;",
+            "PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
         )
         .map_err(diesel::r2d2::Error::QueryError)
     }
@@ -127,6 +131,7 @@ impl Db {
                         })?;
                     }
                 }
+                set_wal_once(&path)?;
                 let pool = Pool::builder()
                     .max_size(settings.database_pool_size)
                     .connection_timeout(timeout)
@@ -209,6 +214,17 @@ impl Db {
         with_conn!(&mut conn, |c| c.batch_execute("SELECT 1"))?;
         Ok(())
     }
+}
+
+/// Switches the file to WAL once, from one connection, before the pool opens several at once:
+/// eight connections each switching a fresh file raced and logged "database is locked".
+/// WAL persists in the file, so every later connection is in WAL already.
+fn set_wal_once(path: &str) -> Result<(), DbError> {
+    use diesel::Connection;
+    let mut conn = SqliteConnection::establish(path)
+        .map_err(|e| DbError::Unavailable(format!("cannot open {path}: {e}")))?;
+    conn.batch_execute("PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL;")
+        .map_err(|e| DbError::Unavailable(format!("cannot switch {path} to WAL: {e}")))
 }
 
 /// The file path of a `sqlite://PATH` URL (`sqlite:PATH` too).

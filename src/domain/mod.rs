@@ -3,7 +3,9 @@
 pub mod check;
 pub mod country;
 pub mod csv_import;
+pub mod csv_safe;
 pub mod devops;
+pub mod input_rules;
 pub mod insights;
 pub mod payload;
 pub mod release;

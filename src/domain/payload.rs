@@ -316,8 +316,11 @@ struct Entry {
 ///
 /// Numbers are stored as `f64`: exact up to 2^53, which covers every count; the few
 /// identifiers above that (`database.pg_system_id`) lose precision here but not in the raw
-/// payload. If two different paths flatten to the same text (a key that itself contains a
-/// `.`), both entries are kept and [`FlatMetrics::get`] returns the first in document order.
+/// payload. If a path occurs twice (a key repeated in one object, or a key that itself
+/// contains a `.` colliding with a nested path: `{"a.b":1,"a":{"b":2}}`), the **last value in
+/// document order wins**, as in JSON parsers that keep one value per key; the earlier ones are
+/// dropped here, before anything is stored, so both stores keep the same single row
+/// (docs/hardening.md).
 #[derive(Debug, Clone, Default)]
 pub struct FlatMetrics {
     keys: String,
@@ -857,12 +860,24 @@ fn flatten_object(
 
 fn sort_entries(metrics: &mut FlatMetrics) {
     let FlatMetrics { keys, entries, .. } = metrics;
-    // Stable sort: duplicates keep document order, so lookups return the first one.
+    // Stable sort: duplicates keep document order (the last one is kept below).
     entries.sort_by(|a, b| {
         let key_a = &keys[a.start as usize..(a.start + a.len) as usize];
         let key_b = &keys[b.start as usize..(b.start + b.len) as usize];
         key_a.cmp(key_b)
     });
+    // Last value wins (issue 8, #3): of a run of equal keys, keep the last one in document
+    // order. Done once here so no store sees two rows for one path.
+    let key = |e: &Entry| &keys[e.start as usize..(e.start + e.len) as usize];
+    let mut kept = 0;
+    for read in 0..entries.len() {
+        if read + 1 < entries.len() && key(&entries[read]) == key(&entries[read + 1]) {
+            continue;
+        }
+        entries[kept] = entries[read];
+        kept += 1;
+    }
+    entries.truncate(kept);
 }
 
 fn drain<'a>(
@@ -1749,9 +1764,12 @@ mod tests {
     }
 
     #[test]
-    fn duplicate_flattened_paths_keep_both_and_return_the_first() {
+    fn duplicate_flattened_paths_keep_the_last_value() {
         let parsed = parse_str(&with_id(r#""a":{"b":1},"a.b":2"#)).unwrap();
+        assert_eq!(parsed.metrics.len(), 1);
+        assert_eq!(parsed.metrics.get("a.b"), Some(2.0));
+        let parsed = parse_str(&with_id(r#""c":{"a":1,"a":2,"z":1,"a":3}"#)).unwrap();
+        assert_eq!(parsed.metrics.get("c.a"), Some(3.0));
         assert_eq!(parsed.metrics.len(), 2);
-        assert!(parsed.metrics.get("a.b").is_some());
     }
 }

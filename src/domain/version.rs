@@ -27,6 +27,9 @@ pub enum VersionError {
     /// The string is not `MAJOR.MINOR.PATCH[-PRE]`.
     #[error("`{0}` is not a version of the form MAJOR.MINOR.PATCH")]
     Malformed(String),
+    /// A part does not fit the stores' 64-bit signed integers (issue 8, #11).
+    #[error("`{0}` has a part larger than 9223372036854775807")]
+    TooLarge(String),
 }
 
 impl Version {
@@ -45,6 +48,12 @@ impl Version {
         let text = text.strip_prefix(['v', 'V']).unwrap_or(text);
         let malformed = || VersionError::Malformed(raw.trim().to_string());
         let mut version = semver::Version::parse(text).map_err(|_| malformed())?;
+        if [version.major, version.minor, version.patch]
+            .iter()
+            .any(|part| i64::try_from(*part).is_err())
+        {
+            return Err(VersionError::TooLarge(raw.trim().to_string()));
+        }
         version.build = semver::BuildMetadata::EMPTY;
         version.pre = normalise_pre(&version.pre).map_err(|_| malformed())?;
         Ok(Version(version))

@@ -27,10 +27,32 @@ use crate::state::AppState;
 
 /// Registers the check routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/check.svg", web::get().to(svg))
-        .route("/check.png", web::get().to(png))
-        .route("/check@2x.png", web::get().to(png_2x))
-        .route("/check.json", web::get().to(json));
+    // HEAD answers like GET without the body (actix drops it); other methods get 405.
+    use crate::routes::fallback::not_allowed;
+    cfg.service(
+        web::resource("/check.svg")
+            .route(web::get().to(svg))
+            .route(web::head().to(svg))
+            .default_service(not_allowed("GET, HEAD")),
+    )
+    .service(
+        web::resource("/check.png")
+            .route(web::get().to(png))
+            .route(web::head().to(png))
+            .default_service(not_allowed("GET, HEAD")),
+    )
+    .service(
+        web::resource("/check@2x.png")
+            .route(web::get().to(png_2x))
+            .route(web::head().to(png_2x))
+            .default_service(not_allowed("GET, HEAD")),
+    )
+    .service(
+        web::resource("/check.json")
+            .route(web::get().to(json))
+            .route(web::head().to(json))
+            .default_service(not_allowed("GET, HEAD")),
+    );
 }
 
 // The image handlers borrow the state from the request instead of extracting `web::Data`

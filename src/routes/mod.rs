@@ -1,10 +1,13 @@
 //! THE route table: every path the application answers, in one place.
 
+pub mod body;
 pub mod check;
 pub mod client;
+pub mod fallback;
 pub mod health;
 pub mod insights;
 pub mod metrics;
+pub mod security_headers;
 pub mod usage_data;
 pub mod versions;
 
@@ -20,22 +23,46 @@ pub fn configure_hot(cfg: &mut web::ServiceConfig) {
 
 /// Registers every other route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    use fallback::not_allowed;
+    cfg.configure(fallback::extractor_configs);
     cfg.configure(usage_data::routes);
     // The console: /login, /logout, /console/… (HTML for people, behind a login).
     cfg.configure(crate::console::routes);
-    cfg.route("/metrics", web::get().to(metrics::metrics))
-        .route("/-/health", web::get().to(health::health))
-        .route("/-/ready", web::get().to(health::ready))
+    cfg.service(get_resource("/metrics", metrics::metrics))
+        .service(get_resource("/-/health", health::health))
+        .service(get_resource("/-/ready", health::ready))
         .service(
             web::scope("/api/v1")
-                .route("/versions", web::get().to(versions::list))
-                .route("/versions", web::post().to(versions::create))
+                .service(
+                    web::resource("/versions")
+                        .route(web::get().to(versions::list))
+                        .route(web::post().to(versions::create))
+                        .default_service(not_allowed("GET, POST")),
+                )
                 // add_to_version_server.sh posts to the path with a trailing slash
-                .route("/versions/", web::post().to(versions::create))
-                .route(
-                    "/versions/{version}",
-                    web::patch().to(versions::set_security),
+                .service(
+                    web::resource("/versions/")
+                        .route(web::post().to(versions::create))
+                        .default_service(not_allowed("POST")),
+                )
+                .service(
+                    web::resource("/versions/{version}")
+                        .route(web::patch().to(versions::set_security))
+                        .default_service(not_allowed("PATCH")),
                 )
                 .configure(insights::routes),
         );
+}
+
+/// A resource answering GET and HEAD, 405 for anything else.
+fn get_resource<F, Args>(path: &str, handler: F) -> actix_web::Resource
+where
+    F: actix_web::Handler<Args>,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    web::resource(path)
+        .route(web::get().to(handler.clone()))
+        .route(web::head().to(handler))
+        .default_service(fallback::not_allowed("GET, HEAD"))
 }

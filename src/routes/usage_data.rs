@@ -4,6 +4,7 @@
 
 use actix_multipart::Multipart;
 use actix_web::http::header::{self, ContentType};
+use actix_web::http::ConnectionType;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use askama::Template;
@@ -18,6 +19,7 @@ use crate::db::models::usage_ping::{
 use crate::domain::payload::{PayloadError, PayloadSummary};
 use crate::error::{ApiError, RETRY_AFTER_SECS};
 use crate::ingest::{decode_payload, new_submission, DecodeError};
+use crate::routes::body::{BodyError, BodyFailure, BodyTicket};
 use crate::routes::client::client_country;
 use crate::state::AppState;
 
@@ -27,10 +29,28 @@ const REPORT_MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 
 /// Registers the Service Ping routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/usage_data", web::post().to(receive))
-        .route("/usage_data/new", web::get().to(new_form))
-        .route("/usage_ping_errors", web::post().to(receive_error))
-        .route("/usage_ping_metadata", web::post().to(receive_metadata));
+    use crate::routes::fallback::not_allowed;
+    cfg.service(
+        web::resource("/usage_data")
+            .route(web::post().to(receive))
+            .default_service(not_allowed("POST")),
+    )
+    .service(
+        web::resource("/usage_data/new")
+            .route(web::get().to(new_form))
+            .route(web::head().to(new_form))
+            .default_service(not_allowed("GET, HEAD")),
+    )
+    .service(
+        web::resource("/usage_ping_errors")
+            .route(web::post().to(receive_error))
+            .default_service(not_allowed("POST")),
+    )
+    .service(
+        web::resource("/usage_ping_metadata")
+            .route(web::post().to(receive_metadata))
+            .default_service(not_allowed("POST")),
+    );
 }
 
 /// `POST /usage_data`: a JSON payload from GitLab, or a file from the upload form; the two
@@ -54,13 +74,9 @@ pub async fn receive(
         }
         // GitLab always sends application/json; a missing header is read as JSON too.
         Some(m) if m.subtype() == "json" || m.suffix().is_some_and(|s| s == "json") => {
-            receive_json(req, body, state)
-                .await
-                .unwrap_or_else(error_response)
+            receive_json_counted(req, body, state).await
         }
-        None => receive_json(req, body, state)
-            .await
-            .unwrap_or_else(error_response),
+        None => receive_json_counted(req, body, state).await,
         Some(other) => error_response(ApiError::UnsupportedMediaType(format!(
             "Content-Type `{other}` is not accepted: send application/json (or \
              multipart/form-data from the upload form)"
@@ -76,6 +92,18 @@ fn error_response(err: ApiError) -> HttpResponse {
 /// version check); the address itself is never kept.
 fn country(req: &HttpRequest, state: &AppState) -> Option<String> {
     client_country(req, state).map(|code| code.as_str().to_owned())
+}
+
+async fn receive_json_counted(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let counted = state.clone();
+    receive_json(req, body, state).await.unwrap_or_else(|err| {
+        count_refusal(&counted, &err);
+        error_response(err)
+    })
 }
 
 async fn receive_json(
@@ -102,17 +130,15 @@ async fn receive_json(
             )))
         }
     };
-    // Admission before reading the body: memory is bounded by the bodies in flight.
+    // The body first, under its deadline and the byte budget, then admission: a slow or
+    // stalled sender holds only the bytes it has sent, never an admission slot (issue 8).
+    let read = state
+        .body
+        .read(body, limit, true)
+        .await
+        .map_err(|err| body_error(err, limit))?;
+    let bytes = read.bytes.clone();
     let _permit = state.ingest.admit().await?;
-    let bytes = match body.to_bytes_limited(limit).await {
-        Ok(Ok(bytes)) => bytes,
-        Ok(Err(err)) => {
-            return Err(ApiError::BadRequest(format!(
-                "the body could not be read: {err}"
-            )))
-        }
-        Err(_) => return Err(too_large(limit)),
-    };
     let max_decompressed = settings.ingest_max_decompressed_bytes;
     let limits = state.ingest.limits;
     let (parsed, raw) = web::block(move || decode_payload(bytes, gzip, max_decompressed, &limits))
@@ -139,6 +165,24 @@ fn declared_length(req: &HttpRequest) -> Option<usize> {
         .ok()?
         .parse()
         .ok()
+}
+
+fn body_error(err: BodyError, limit: usize) -> ApiError {
+    match err {
+        BodyError::TooLarge => too_large(limit),
+        other => other.into(),
+    }
+}
+
+/// Counts a Service Ping refused with 503 under its cause.
+fn count_refusal(state: &AppState, err: &ApiError) {
+    let cause = match err {
+        ApiError::Busy(message) if message.starts_with("ingest is at capacity") => "admission_full",
+        ApiError::Busy(_) => "body_budget",
+        ApiError::Unavailable => "store_unavailable",
+        _ => return,
+    };
+    state.body.ingest_refused.with_label_values(&[cause]).inc();
 }
 
 fn too_large(limit: usize) -> ApiError {
@@ -244,27 +288,44 @@ async fn upload(req: HttpRequest, body: web::Payload, state: web::Data<AppState>
     if declared_length(&req).is_some_and(|len| len > limit + 64 * 1024) {
         return form_error(&state, StatusCode::PAYLOAD_TOO_LARGE, &too_large);
     }
-    let _permit = match state.ingest.admit().await {
-        Ok(permit) => permit,
-        Err(_) => {
-            return form_error(
-                &state,
+    // Under the body deadline and budget, before admission (issue 8): an upload whose
+    // closing boundary never comes is cut off instead of holding a slot.
+    let (timed, ticket) = state.body.wrap(body, true);
+    let cut = |ticket: &BodyTicket| {
+        let failure = ticket.failure()?;
+        let (status, message) = match failure {
+            BodyFailure::Busy => (
                 StatusCode::SERVICE_UNAVAILABLE,
-                "The server is busy; please upload the file again in a minute.",
-            )
-        }
+                "The server is busy; please upload the file again in a minute.".to_string(),
+            ),
+            other => (
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "The upload stopped arriving ({}).",
+                    other.message(&state.body.limits)
+                ),
+            ),
+        };
+        let mut response = form_error(&state, status, &message);
+        response
+            .head_mut()
+            .set_connection_type(ConnectionType::Close);
+        Some(response)
     };
-    let mut multipart = Multipart::new(req.headers(), body);
+    let mut multipart = Multipart::new(req.headers(), timed);
     let mut file = None;
     while let Some(field) = multipart.next().await {
         let mut field = match field {
             Ok(field) => field,
             Err(err) => {
+                if let Some(response) = cut(&ticket) {
+                    return response;
+                }
                 return form_error(
                     &state,
                     StatusCode::BAD_REQUEST,
                     &format!("The upload could not be read: {err}."),
-                )
+                );
             }
         };
         if field.name() != Some("file") {
@@ -273,11 +334,14 @@ async fn upload(req: HttpRequest, body: web::Payload, state: web::Data<AppState>
         match field.bytes(limit).await {
             Ok(Ok(bytes)) => file = Some(bytes),
             Ok(Err(err)) => {
+                if let Some(response) = cut(&ticket) {
+                    return response;
+                }
                 return form_error(
                     &state,
                     StatusCode::BAD_REQUEST,
                     &format!("The upload could not be read: {err}."),
-                )
+                );
             }
             Err(_) => return form_error(&state, StatusCode::PAYLOAD_TOO_LARGE, &too_large),
         }
@@ -288,6 +352,17 @@ async fn upload(req: HttpRequest, body: web::Payload, state: web::Data<AppState>
             StatusCode::BAD_REQUEST,
             "Choose a payload file before pressing Upload.",
         );
+    };
+    drop(multipart);
+    let _permit = match state.ingest.admit().await {
+        Ok(permit) => permit,
+        Err(_) => {
+            return form_error(
+                &state,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The server is busy; please upload the file again in a minute.",
+            )
+        }
     };
     let limits = state.ingest.limits;
     let max_decompressed = state.settings.ingest_max_decompressed_bytes;
@@ -338,18 +413,16 @@ async fn upload(req: HttpRequest, body: web::Payload, state: web::Data<AppState>
 
 /// Reads a small JSON object body for the report routes, naming what is wrong.
 async fn read_report(
+    state: &AppState,
     body: web::Payload,
     wrapper: &str,
 ) -> Result<(String, Map<String, Value>), ApiError> {
-    let bytes = match body.to_bytes_limited(REPORT_MAX_BODY_BYTES).await {
-        Ok(Ok(bytes)) => bytes,
-        Ok(Err(err)) => {
-            return Err(ApiError::BadRequest(format!(
-                "the body could not be read: {err}"
-            )))
-        }
-        Err(_) => return Err(too_large(REPORT_MAX_BODY_BYTES)),
-    };
+    let bytes = state
+        .body
+        .read(body, REPORT_MAX_BODY_BYTES, true)
+        .await
+        .map_err(|err| body_error(err, REPORT_MAX_BODY_BYTES))?
+        .bytes;
     let text = String::from_utf8(bytes.to_vec())
         .map_err(|_| ApiError::BadRequest("the body is not UTF-8 text".into()))?;
     let value: Value = serde_json::from_str(&text)
@@ -394,7 +467,7 @@ pub async fn receive_error(
     body: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (text, error) = read_report(body, "error").await?;
+    let (text, error) = read_report(&state, body, "error").await?;
     let new = NewUsagePingError {
         uuid: text_field(&error, "uuid")?,
         unique_instance_id: text_field(&error, "unique_instance_id")?,
@@ -406,6 +479,20 @@ pub async fn receive_error(
         received_at: Utc::now().naive_utc(),
         body: text,
     };
+    // One rule for both stores (issue 8, #4): see domain::input_rules.
+    (|| {
+        use crate::domain::input_rules::{hostname, no_nul_opt};
+        no_nul_opt("error.uuid", new.uuid.as_deref())?;
+        no_nul_opt(
+            "error.unique_instance_id",
+            new.unique_instance_id.as_deref(),
+        )?;
+        hostname("error.hostname", new.hostname.as_deref())?;
+        no_nul_opt("error.version", new.version.as_deref())?;
+        no_nul_opt("error.message", new.message.as_deref())?;
+        no_nul_opt("error.time", new.error_time.as_deref())
+    })()
+    .map_err(ApiError::BadRequest)?;
     let id = state
         .db
         .run(move |conn| usage_ping::insert_error(conn, &new))
@@ -423,7 +510,7 @@ pub async fn receive_metadata(
     body: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (text, metadata) = read_report(body, "metadata").await?;
+    let (text, metadata) = read_report(&state, body, "metadata").await?;
     let entries = match metadata.get("metrics") {
         Some(Value::Array(entries)) => entries,
         Some(_) => {
@@ -462,6 +549,23 @@ pub async fn receive_metadata(
         body: text,
         metrics,
     };
+    (|| {
+        use crate::domain::input_rules::{no_nul, no_nul_opt};
+        no_nul_opt("metadata.uuid", new.uuid.as_deref())?;
+        no_nul_opt(
+            "metadata.unique_instance_id",
+            new.unique_instance_id.as_deref(),
+        )?;
+        for (i, metric) in new.metrics.iter().enumerate() {
+            no_nul(&format!("metadata.metrics[{i}].name"), &metric.name)?;
+            no_nul_opt(
+                &format!("metadata.metrics[{i}].error"),
+                metric.error.as_deref(),
+            )?;
+        }
+        Ok::<(), String>(())
+    })()
+    .map_err(ApiError::BadRequest)?;
     let id = state
         .db
         .run(move |conn| usage_ping::insert_metadata(conn, &new))

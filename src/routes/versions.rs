@@ -14,8 +14,10 @@ use serde::{Deserialize, Serialize};
 use crate::auth::{self, AuthError, Scope};
 use crate::db::models::releases::{self, ReleaseRow, SecurityChange};
 use crate::domain::csv_import::parse_release_version;
+use crate::domain::input_rules::no_nul_opt;
 use crate::domain::release::{Release, SecurityLevel};
 use crate::error::ApiError;
+use crate::routes::body::BodyError;
 use crate::state::AppState;
 
 /// Default and largest page sizes, as in GitLab's own API.
@@ -167,22 +169,25 @@ fn parse_level(text: Option<&str>) -> Result<Option<SecurityLevel>, ApiError> {
     .transpose()
 }
 
-fn check_body_size(body: &web::Bytes) -> Result<(), ApiError> {
-    if body.len() > MAX_RELEASE_BODY_BYTES {
-        return Err(ApiError::PayloadTooLarge(format!(
+/// Reads a release body under the body deadline (issue 8): over the cap is a JSON 413, not
+/// the framework's plain-text one.
+async fn read_release_body(state: &AppState, body: web::Payload) -> Result<web::Bytes, ApiError> {
+    match state.body.read(body, MAX_RELEASE_BODY_BYTES, false).await {
+        Ok(read) => Ok(read.bytes),
+        Err(BodyError::TooLarge) => Err(ApiError::PayloadTooLarge(format!(
             "a release body may be at most {MAX_RELEASE_BODY_BYTES} bytes"
-        )));
+        ))),
+        Err(other) => Err(other.into()),
     }
-    Ok(())
 }
 
 /// `POST /api/v1/versions`: adds a release (201), refusing duplicates (409).
 pub async fn create(
     req: HttpRequest,
-    body: web::Bytes,
+    body: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    check_body_size(&body)?;
+    let body = read_release_body(&state, body).await?;
     let fields: CreateFields = decode_body(&body)?;
     authorize(
         &state,
@@ -208,6 +213,9 @@ pub async fn create(
         })?,
         None => Utc::now().date_naive(),
     };
+    no_nul_opt("advisory", fields.advisory.as_deref())
+        .and_then(|_| no_nul_opt("details", fields.details.as_deref()))
+        .map_err(ApiError::Unprocessable)?;
     let release = Release {
         version: version.clone(),
         released_on,
@@ -252,10 +260,10 @@ fn deserialize_some<'de, D: serde::Deserializer<'de>>(
 pub async fn set_security(
     req: HttpRequest,
     path: web::Path<String>,
-    body: web::Bytes,
+    body: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    check_body_size(&body)?;
+    let body = read_release_body(&state, body).await?;
     let fields: SecurityFields = if body.iter().all(u8::is_ascii_whitespace) {
         SecurityFields::default()
     } else {
@@ -270,6 +278,12 @@ pub async fn set_security(
             "the field `security` is required (none, non_critical or critical)".into(),
         )
     })?;
+    no_nul_opt(
+        "advisory",
+        fields.advisory.as_ref().and_then(|a| a.as_deref()),
+    )
+    .and_then(|_| no_nul_opt("details", fields.details.as_deref()))
+    .map_err(ApiError::Unprocessable)?;
     let change = SecurityChange {
         security,
         advisory: fields.advisory.map(|a| a.filter(|s| !s.trim().is_empty())),

@@ -2,6 +2,7 @@
 //! chart followed by its numbers as a table and links to the same data as JSON and CSV.
 //! Filters live in the URL (GET forms), so a view can be shared. Analysts and above.
 
+mod filters;
 mod pages;
 
 use actix_web::http::StatusCode;

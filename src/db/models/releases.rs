@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use diesel::upsert::excluded;
 
 use crate::db::schema::releases;
-use crate::db::{AnyConnection, DbError};
+use crate::db::{AnyConnection, DbError, WriteTransaction};
 use crate::domain::release::{Release, SecurityLevel};
 use crate::domain::version::Version;
 use crate::with_conn;
@@ -141,7 +141,7 @@ pub fn insert(conn: &mut AnyConnection, release: &Release) -> Result<Option<Rele
 /// Inserts or updates every release by version, all or nothing.
 pub fn upsert_all(conn: &mut AnyConnection, list: &[Release]) -> Result<usize, DbError> {
     let rows: Vec<NewRelease> = list.iter().map(NewRelease::from_domain).collect();
-    Ok(with_conn!(conn, |c| c.transaction(|c| {
+    Ok(with_conn!(conn, |c| c.write_transaction(|c| {
         let mut written = 0;
         for row in &rows {
             written += diesel::insert_into(releases::table)
@@ -165,7 +165,7 @@ pub fn upsert_all(conn: &mut AnyConnection, list: &[Release]) -> Result<usize, D
 /// and a concurrent start of a second process inserts nothing twice.
 pub fn seed_if_empty(conn: &mut AnyConnection, list: &[Release]) -> Result<usize, DbError> {
     let rows: Vec<NewRelease> = list.iter().map(NewRelease::from_domain).collect();
-    Ok(with_conn!(conn, |c| c.transaction(|c| {
+    Ok(with_conn!(conn, |c| c.write_transaction(|c| {
         let existing: i64 = releases::table.count().get_result(c)?;
         if existing > 0 {
             return diesel::QueryResult::Ok(0);
@@ -201,7 +201,7 @@ pub fn update_security(
 ) -> Result<Option<ReleaseRow>, DbError> {
     let text = version.to_string();
     let now = Utc::now().naive_utc();
-    Ok(with_conn!(conn, |c| c.transaction(|c| {
+    Ok(with_conn!(conn, |c| c.write_transaction(|c| {
         let target = releases::table.filter(releases::version.eq(&text));
         let updated = diesel::update(target)
             .set((

@@ -13,7 +13,7 @@ use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
 
 use crate::db::schema::{metric_keys, usage_data, usage_data_metrics, usage_data_raw};
-use crate::db::{AnyConnection, DbError};
+use crate::db::{AnyConnection, DbError, WriteTransaction};
 use crate::domain::devops::{self, FeatureScores, ScoreMapping};
 use crate::domain::payload::{FlatMetrics, PayloadSummary};
 use crate::with_conn;
@@ -222,7 +222,7 @@ pub fn store_batch(
 ) -> Result<Vec<StoredSubmission>, DbError> {
     let ids = keys.ids.read().expect("key dictionary lock");
     with_conn!(conn, |c| {
-        c.transaction::<_, DbError, _>(|c| {
+        c.write_transaction::<_, DbError, _>(|c| {
             let mut results = Vec::with_capacity(batch.len());
             let mut rows: Vec<NewMetric> = Vec::new();
             for submission in batch {

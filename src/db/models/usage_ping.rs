@@ -5,7 +5,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use crate::db::schema::{usage_ping_errors, usage_ping_metadata, usage_ping_metadata_metrics};
-use crate::db::{AnyConnection, DbError};
+use crate::db::{AnyConnection, DbError, WriteTransaction};
 use crate::with_conn;
 
 /// A failure report to insert.
@@ -76,7 +76,7 @@ pub fn insert_metadata(
     conn: &mut AnyConnection,
     new: &NewUsagePingMetadata,
 ) -> Result<i64, DbError> {
-    with_conn!(conn, |c| c.transaction::<_, DbError, _>(|c| {
+    with_conn!(conn, |c| c.write_transaction::<_, DbError, _>(|c| {
         let id: i64 = diesel::insert_into(usage_ping_metadata::table)
             .values((
                 usage_ping_metadata::uuid.eq(&new.uuid),

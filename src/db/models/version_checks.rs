@@ -11,7 +11,7 @@ use diesel::upsert::excluded;
 use std::collections::BTreeMap;
 
 use crate::db::schema::{hosts, version_checks, version_status};
-use crate::db::{AnyConnection, DbError};
+use crate::db::{AnyConnection, DbError, WriteTransaction};
 use crate::domain::verdict::ReleaseTable;
 use crate::domain::version::Version;
 use crate::with_conn;
@@ -258,7 +258,7 @@ pub fn record_batch(
         })
         .collect();
     let hosts = hosts_of(rows);
-    with_conn!(conn, |c| c.transaction(|c| {
+    with_conn!(conn, |c| c.write_transaction(|c| {
         for chunk in counts.chunks(ROWS_PER_STATEMENT) {
             diesel::insert_into(version_checks::table)
                 .values(chunk.iter().map(NewCheckCount::columns).collect::<Vec<_>>())
@@ -333,7 +333,7 @@ pub fn insert_missing_statuses(
 /// Recomputes every stored verdict against `table` and rewrites those that changed, in one
 /// transaction. Returns how many changed.
 pub fn refresh_statuses(conn: &mut AnyConnection, table: &ReleaseTable) -> Result<usize, DbError> {
-    with_conn!(conn, |c| c.transaction(|c| {
+    with_conn!(conn, |c| c.write_transaction(|c| {
         // Ordered only so that concurrent refreshes lock rows in the same order.
         let stored: Vec<VersionStatus> = version_status::table
             .select(VersionStatus::as_select())

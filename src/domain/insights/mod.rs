@@ -3,7 +3,6 @@
 //! incremental rollup job, `insights rebuild` and the tests all apply the very same rules.
 
 pub mod aggregate;
-pub mod csv_cell;
 pub mod dimension;
 pub mod installation;
 pub mod period_value;

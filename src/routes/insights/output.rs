@@ -6,7 +6,7 @@ use actix_web::HttpResponse;
 use serde::Serialize;
 
 use super::params::Format;
-use crate::domain::insights::csv_cell::neutralise;
+use crate::domain::csv_safe::neutralise;
 use crate::error::ApiError;
 use crate::insights::report::{
     BackportRow, CheckDay, InstallationSubmission, InstallationsRow, MetricRow, VersionsRow,
