@@ -65,6 +65,18 @@ pub enum Command {
     /// Retention of every kind of data (docs/privacy.md).
     #[command(subcommand)]
     Retention(RetentionCommand),
+    /// Insights rollups: fold in new submissions, or rebuild them from scratch.
+    #[command(subcommand)]
+    Insights(InsightsCommand),
+}
+
+/// `insights …`
+#[derive(Debug, Subcommand)]
+pub enum InsightsCommand {
+    /// Fold submissions not yet in the rollups into them (what the background job does).
+    Refresh,
+    /// Empty the rollups and recompute them from every stored submission.
+    Rebuild,
 }
 
 /// `retention …`
@@ -216,6 +228,24 @@ fn run_store_command(settings: Settings, command: Command) -> anyhow::Result<()>
             for (kind, n) in report.removed {
                 writeln!(out, "{kind}: {n} row(s) removed")?;
             }
+        }
+        Command::Insights(command) => {
+            let started = std::time::Instant::now();
+            let (verb, processed) = match command {
+                InsightsCommand::Refresh => (
+                    "refreshed",
+                    crate::insights::with_job_lock(&db, crate::insights::refresh)?,
+                ),
+                InsightsCommand::Rebuild => (
+                    "rebuilt",
+                    crate::insights::with_job_lock(&db, crate::insights::rebuild)?,
+                ),
+            };
+            writeln!(
+                out,
+                "insights {verb}: {processed} submission(s) processed in {:.1} s",
+                started.elapsed().as_secs_f64()
+            )?;
         }
         Command::User(command) => crate::console::accounts::run(&mut conn, command, &mut out)?,
         Command::Serve | Command::Healthcheck => unreachable!("handled in run"),

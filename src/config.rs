@@ -59,6 +59,8 @@ pub struct Settings {
     pub devops_leaders_refresh_secs: u64,
     /// Days raw Service Ping payloads are kept; 0 keeps them forever.
     pub raw_payload_retention_days: u32,
+    /// Seconds between runs of the insights rollup job (new submissions are folded in).
+    pub insights_refresh_secs: u64,
     /// Milliseconds a Service Ping waits for admission before getting 503 + Retry-After.
     pub ingest_admission_wait_ms: u64,
     /// Most payloads stored together in one group-commit transaction.
@@ -135,6 +137,7 @@ impl Default for Settings {
             ingest_max_concurrent: 16,
             devops_leaders_refresh_secs: 300,
             raw_payload_retention_days: 0,
+            insights_refresh_secs: 60,
             ingest_admission_wait_ms: 2_000,
             ingest_batch_max: 32,
             ingest_writers: 0,
@@ -275,7 +278,7 @@ impl Settings {
         if self.database_pool_size == 0 {
             return invalid("database_pool_size", "must be at least 1".into());
         }
-        let positive: [(&'static str, u64); 9] = [
+        let positive: [(&'static str, u64); 10] = [
             ("console_session_idle_secs", self.console_session_idle_secs),
             ("console_session_max_secs", self.console_session_max_secs),
             (
@@ -286,6 +289,7 @@ impl Settings {
                 "console_login_lockout_secs",
                 self.console_login_lockout_secs,
             ),
+            ("insights_refresh_secs", self.insights_refresh_secs),
             ("database_timeout_secs", self.database_timeout_secs),
             ("release_refresh_secs", self.release_refresh_secs),
             ("check_flush_interval_ms", self.check_flush_interval_ms),

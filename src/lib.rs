@@ -13,6 +13,7 @@ pub mod error;
 pub mod export;
 pub mod geoip;
 pub mod ingest;
+pub mod insights;
 pub mod jobs;
 pub mod lifecycle;
 pub mod metrics;

@@ -107,6 +107,7 @@ impl Application {
         let ingest = Ingest::start(db.clone(), releases.clone(), &settings, metrics.registry());
         ingest.register_jobs(&jobs, &settings);
         crate::lifecycle::retention::register_job(&jobs, &metrics, settings.clone());
+        crate::insights::register_job(&jobs, &settings);
         let console = crate::console::ConsoleState::new(&settings, &metrics);
         let state = web::Data::new(AppState {
             db,

@@ -14,6 +14,8 @@
 pub mod accounts;
 pub mod api;
 pub mod auth;
+pub mod charts;
+pub mod insights;
 pub mod layout;
 pub mod login;
 pub mod pages;
@@ -106,6 +108,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             // Sections add their pages here, e.g. `.configure(crate::console::insights::routes)`;
             // their handlers take a `ConsoleUser` and call `require(Role::…)`.
             .route("/accounts", web::get().to(pages::accounts))
-            .configure(releases::routes),
+            .configure(releases::routes)
+            .configure(insights::routes),
     );
 }

@@ -391,3 +391,117 @@ diesel::table! {
         note -> Nullable<Text>,
     }
 }
+
+// --- insights rollups (issue 13; migration 2026-12-01-000300_insights_rollups) ---
+
+diesel::table! {
+    /// Insights job bookkeeping (e.g. the watermark).
+    insights_state (name) {
+        /// What the value is.
+        name -> Text,
+        /// The value.
+        value -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// Installations: (uuid, hostname) pairs.
+    insights_installations (id) {
+        /// Row id.
+        id -> BigInt,
+        /// Instance UUID.
+        uuid -> Text,
+        /// Lower-case hostname, `''` when not sent.
+        hostname -> Text,
+        /// Internal or staging host (left out by default).
+        excluded -> Bool,
+    }
+}
+
+diesel::table! {
+    /// Processed submissions, placed by their effective recorded_at.
+    insights_submissions (usage_data_id) {
+        /// `usage_data.id`.
+        usage_data_id -> BigInt,
+        /// `insights_installations.id`.
+        installation_id -> BigInt,
+        /// Effective recorded_at (after the fallback rule).
+        recorded_at -> Timestamp,
+        /// Normalised version.
+        version -> Nullable<Text>,
+        /// Numeric major.
+        version_major -> Nullable<BigInt>,
+        /// Numeric minor.
+        version_minor -> Nullable<BigInt>,
+        /// Numeric patch.
+        version_patch -> Nullable<BigInt>,
+        /// Edition as sent.
+        edition -> Nullable<Text>,
+        /// Tier from edition and licence.
+        tier -> Text,
+        /// Installation type.
+        installation_type -> Nullable<Text>,
+        /// Sender's country.
+        country -> Nullable<Text>,
+        /// `active_user_count`.
+        active_user_count -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    /// The counted submission per installation and period.
+    insights_periods (period_kind, period_start, installation_id) {
+        /// `month` or `week`.
+        period_kind -> Text,
+        /// First day of the month / Monday of the week.
+        period_start -> Date,
+        /// `insights_installations.id`.
+        installation_id -> BigInt,
+        /// The counted submission.
+        usage_data_id -> BigInt,
+        /// Its effective recorded_at.
+        recorded_at -> Timestamp,
+        /// Normalised version.
+        version -> Nullable<Text>,
+        /// Numeric major.
+        version_major -> Nullable<BigInt>,
+        /// Numeric minor.
+        version_minor -> Nullable<BigInt>,
+        /// Edition.
+        edition -> Nullable<Text>,
+        /// Tier.
+        tier -> Text,
+        /// Installation type.
+        installation_type -> Nullable<Text>,
+        /// Country.
+        country -> Nullable<Text>,
+        /// Internal or staging host.
+        excluded -> Bool,
+    }
+}
+
+diesel::table! {
+    /// Period value of each metric per installation, after the time-frame rule.
+    insights_metric_values (period_kind, key_id, period_start, installation_id) {
+        /// `month` or `week`.
+        period_kind -> Text,
+        /// `metric_keys.id`.
+        key_id -> BigInt,
+        /// Period start.
+        period_start -> Date,
+        /// `insights_installations.id`.
+        installation_id -> BigInt,
+        /// The period value; NULL when the counted value was special.
+        value -> Nullable<Double>,
+        /// True when the counted value was special (excluded).
+        special -> Bool,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(
+    insights_installations,
+    insights_submissions,
+    insights_periods,
+    insights_metric_values,
+    metric_keys
+);

@@ -6,6 +6,7 @@ pub mod csv_import;
 pub mod csv_safe;
 pub mod devops;
 pub mod input_rules;
+pub mod insights;
 pub mod payload;
 pub mod pseudonym;
 pub mod release;

@@ -5,6 +5,7 @@ pub mod check;
 pub mod client;
 pub mod fallback;
 pub mod health;
+pub mod insights;
 pub mod metrics;
 pub mod release_admin;
 pub mod security_headers;
@@ -66,6 +67,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                         .route(web::post().to(release_admin::security_releases))
                         .default_service(not_allowed("POST")),
                 )
+                .configure(insights::routes)
                 // A nested scope does not inherit its parent's default.
                 .default_service(web::to(fallback::not_found)),
         );

@@ -17,6 +17,8 @@ mod hardening_store;
 mod health;
 mod helpers;
 mod ingest_kill;
+mod insights;
+mod insights_pages;
 mod jobs;
 mod privacy;
 mod privacy_erase;

@@ -3,6 +3,8 @@
 pub mod active_versions;
 pub mod console;
 pub mod erasure;
+pub mod insights;
+pub mod insights_queries;
 pub mod release_changes;
 pub mod releases;
 pub mod retention;

@@ -1,0 +1,224 @@
+//! The insights pages (`/console/insights…`): server-rendered HTML with SVG charts, every
+//! chart followed by its numbers as a table and links to the same data as JSON and CSV.
+//! Filters live in the URL (GET forms), so a view can be shared. Analysts and above.
+
+mod filters;
+mod pages;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use askama::Template;
+
+use crate::console::auth::ConsoleUser;
+use crate::console::charts::BarChart;
+use crate::console::layout::{self, Section as NavSection, Shell};
+
+/// Registers the pages under the `/console` scope.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/insights", web::get().to(pages::overview))
+        .route("/insights/versions", web::get().to(pages::versions))
+        .route("/insights/backport", web::get().to(pages::backport))
+        .route("/insights/metrics", web::get().to(pages::metrics))
+        .route("/insights/vulnerable", web::get().to(pages::vulnerable))
+        .route("/insights/installation", web::get().to(pages::installation));
+}
+
+/// One filter field of a page's GET form.
+pub(crate) struct Field {
+    name: &'static str,
+    label: &'static str,
+    value: String,
+    placeholder: &'static str,
+    /// `(value, label)`; empty for a text input.
+    options: Vec<(String, String)>,
+}
+
+impl Field {
+    fn text(
+        name: &'static str,
+        label: &'static str,
+        value: &str,
+        placeholder: &'static str,
+    ) -> Field {
+        Field {
+            name,
+            label,
+            value: value.to_owned(),
+            placeholder,
+            options: Vec::new(),
+        }
+    }
+
+    fn select(
+        name: &'static str,
+        label: &'static str,
+        value: &str,
+        options: &[(&str, &str)],
+    ) -> Field {
+        Field {
+            name,
+            label,
+            value: value.to_owned(),
+            placeholder: "",
+            options: options
+                .iter()
+                .map(|(v, l)| ((*v).to_owned(), (*l).to_owned()))
+                .collect(),
+        }
+    }
+}
+
+/// One table cell.
+pub(crate) struct Cell {
+    text: String,
+    href: Option<String>,
+    num: bool,
+}
+
+impl Cell {
+    fn text(text: impl Into<String>) -> Cell {
+        Cell {
+            text: text.into(),
+            href: None,
+            num: false,
+        }
+    }
+    fn num(value: impl ToString) -> Cell {
+        Cell {
+            text: value.to_string(),
+            href: None,
+            num: true,
+        }
+    }
+    fn link(text: impl Into<String>, href: String) -> Cell {
+        Cell {
+            text: text.into(),
+            href: Some(href),
+            num: false,
+        }
+    }
+}
+
+/// One chart (optional) with its table and data links.
+pub(crate) struct Section {
+    key: &'static str,
+    heading: String,
+    chart: Option<String>,
+    headers: Vec<(&'static str, bool)>,
+    rows: Vec<Vec<Cell>>,
+    json: Option<String>,
+    csv: Option<String>,
+    empty: &'static str,
+}
+
+impl Section {
+    fn new(
+        key: &'static str,
+        heading: impl Into<String>,
+        headers: &[(&'static str, bool)],
+    ) -> Section {
+        Section {
+            key,
+            heading: heading.into(),
+            chart: None,
+            headers: headers.to_vec(),
+            rows: Vec::new(),
+            json: None,
+            csv: None,
+            empty: "Nothing here yet: no data in this range. Widen the range, or come back once instances have reported.",
+        }
+    }
+
+    fn chart(mut self, chart: &BarChart) -> Section {
+        if !chart.is_empty() {
+            self.chart = Some(chart.to_svg());
+        }
+        self
+    }
+
+    /// Links to an API path (with its query) as JSON and CSV.
+    fn data(mut self, api_path: &str, query: &str) -> Section {
+        let sep = if query.is_empty() { "" } else { "&" };
+        self.json = Some(format!("{api_path}?{query}"));
+        self.csv = Some(format!("{api_path}?{query}{sep}format=csv"));
+        self
+    }
+}
+
+#[derive(Template)]
+#[template(path = "console/insights/page.html")]
+struct InsightsPage {
+    shell: Shell,
+    title: String,
+    intro: Vec<String>,
+    subnav: Vec<(&'static str, &'static str, bool)>,
+    action: &'static str,
+    fields: Vec<Field>,
+    errors: Vec<String>,
+    notices: Vec<String>,
+    sections: Vec<Section>,
+}
+
+/// What a handler hands to [`render`].
+pub(crate) struct PageContent {
+    title: String,
+    action: &'static str,
+    intro: Vec<String>,
+    fields: Vec<Field>,
+    errors: Vec<String>,
+    notices: Vec<String>,
+    sections: Vec<Section>,
+}
+
+const SUBNAV: [(&str, &str); 5] = [
+    ("/console/insights", "Overview"),
+    ("/console/insights/versions", "Versions"),
+    ("/console/insights/backport", "Backport report"),
+    ("/console/insights/metrics", "Metrics"),
+    ("/console/insights/vulnerable", "Vulnerable installations"),
+];
+
+fn render(user: &ConsoleUser, content: PageContent) -> HttpResponse {
+    let status = if content.errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    let action = content.action;
+    layout::render(
+        status,
+        &InsightsPage {
+            shell: Shell::for_user(user, NavSection::Insights),
+            title: content.title,
+            intro: content.intro,
+            subnav: SUBNAV
+                .iter()
+                .map(|(href, label)| (*href, *label, *href == action))
+                .collect(),
+            action,
+            fields: content.fields,
+            errors: content.errors,
+            notices: content.notices,
+            sections: content.sections,
+        },
+    )
+}
+
+/// A URL query string from pairs (values percent-encoded).
+fn query_of(pairs: &[(&str, &str)]) -> String {
+    serde_urlencoded::to_string(
+        pairs
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .collect::<Vec<_>>(),
+    )
+    .unwrap_or_default()
+}
+
+/// The installation page's address.
+fn installation_href(uuid: &str, hostname: &str) -> String {
+    format!(
+        "/console/insights/installation?{}",
+        query_of(&[("uuid", uuid), ("hostname", hostname)])
+    )
+}

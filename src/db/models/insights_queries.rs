@@ -1,0 +1,281 @@
+//! Reads over the insights rollups for the API and the pages. Every read is bounded by the
+//! asked period range or window, never by the store's whole history.
+
+use chrono::{NaiveDate, NaiveDateTime};
+use diesel::dsl::count_star;
+use diesel::prelude::*;
+
+use super::insights::{period_columns, PeriodRow, SubmissionRow};
+use crate::db::schema::{
+    insights_installations, insights_metric_values, insights_periods, insights_submissions,
+    version_checks,
+};
+use crate::db::{AnyConnection, DbError};
+use crate::domain::insights::dimension::Dimension;
+use crate::with_conn;
+
+/// `(period_start, group, installations)` with a counted submission in each period of
+/// `[from, to)`; `group` is `None` without a dimension (and for a missing value).
+pub fn count_installations(
+    conn: &mut AnyConnection,
+    kind: &str,
+    from: NaiveDate,
+    to: NaiveDate,
+    by: Option<Dimension>,
+    include_excluded: bool,
+) -> Result<Vec<(NaiveDate, Option<String>, i64)>, DbError> {
+    macro_rules! grouped {
+        ($c:expr, $col:expr) => {
+            insights_periods::table
+                .filter(insights_periods::period_kind.eq(kind))
+                .filter(insights_periods::period_start.ge(from))
+                .filter(insights_periods::period_start.lt(to))
+                .filter(
+                    insights_periods::excluded
+                        .eq(false)
+                        .or(insights_periods::excluded.eq(include_excluded)),
+                )
+                .group_by((insights_periods::period_start, $col))
+                .select((
+                    insights_periods::period_start,
+                    $col.nullable(),
+                    count_star(),
+                ))
+                .order((insights_periods::period_start, $col))
+                .load::<(NaiveDate, Option<String>, i64)>($c)
+        };
+    }
+    let rows = with_conn!(conn, |c| match by {
+        None => insights_periods::table
+            .filter(insights_periods::period_kind.eq(kind))
+            .filter(insights_periods::period_start.ge(from))
+            .filter(insights_periods::period_start.lt(to))
+            .filter(
+                insights_periods::excluded
+                    .eq(false)
+                    .or(insights_periods::excluded.eq(include_excluded)),
+            )
+            .group_by(insights_periods::period_start)
+            .select((insights_periods::period_start, count_star()))
+            .order(insights_periods::period_start)
+            .load::<(NaiveDate, i64)>(c)
+            .map(|rows| rows.into_iter().map(|(p, n)| (p, None, n)).collect()),
+        Some(Dimension::Tier) => grouped!(c, insights_periods::tier),
+        Some(Dimension::Edition) => grouped!(c, insights_periods::edition),
+        Some(Dimension::InstallationType) => grouped!(c, insights_periods::installation_type),
+        Some(Dimension::Country) => grouped!(c, insights_periods::country),
+    })?;
+    Ok(rows)
+}
+
+/// Every counted submission in the periods of `[from, to)`, by period.
+pub fn list_periods(
+    conn: &mut AnyConnection,
+    kind: &str,
+    from: NaiveDate,
+    to: NaiveDate,
+    include_excluded: bool,
+) -> Result<Vec<PeriodRow>, DbError> {
+    Ok(with_conn!(conn, |c| insights_periods::table
+        .filter(insights_periods::period_kind.eq(kind))
+        .filter(insights_periods::period_start.ge(from))
+        .filter(insights_periods::period_start.lt(to))
+        .filter(
+            insights_periods::excluded
+                .eq(false)
+                .or(insights_periods::excluded.eq(include_excluded)),
+        )
+        .order((
+            insights_periods::period_start,
+            insights_periods::installation_id,
+        ))
+        .select(period_columns!())
+        .load(c))?)
+}
+
+/// One installation's period value of a metric, with the groups it falls in.
+#[derive(Debug, Clone, PartialEq, Queryable)]
+pub struct MetricPoint {
+    /// Period start.
+    pub period_start: NaiveDate,
+    /// Installation.
+    pub installation_id: i64,
+    /// Period value; `None` = special (excluded).
+    pub value: Option<f64>,
+    /// Tier of the counted submission.
+    pub tier: String,
+    /// Edition of the counted submission.
+    pub edition: Option<String>,
+}
+
+/// A metric's period values in `[from, to)`.
+pub fn list_metric_points(
+    conn: &mut AnyConnection,
+    kind: &str,
+    key_id: i64,
+    from: NaiveDate,
+    to: NaiveDate,
+    include_excluded: bool,
+) -> Result<Vec<MetricPoint>, DbError> {
+    Ok(with_conn!(conn, |c| insights_metric_values::table
+        .inner_join(
+            insights_periods::table.on(insights_periods::period_kind
+                .eq(insights_metric_values::period_kind)
+                .and(insights_periods::period_start.eq(insights_metric_values::period_start))
+                .and(
+                    insights_periods::installation_id.eq(insights_metric_values::installation_id)
+                )),
+        )
+        .filter(insights_metric_values::period_kind.eq(kind))
+        .filter(insights_metric_values::key_id.eq(key_id))
+        .filter(insights_metric_values::period_start.ge(from))
+        .filter(insights_metric_values::period_start.lt(to))
+        .filter(
+            insights_periods::excluded
+                .eq(false)
+                .or(insights_periods::excluded.eq(include_excluded)),
+        )
+        .order((
+            insights_metric_values::period_start,
+            insights_metric_values::installation_id,
+        ))
+        .select((
+            insights_metric_values::period_start,
+            insights_metric_values::installation_id,
+            insights_metric_values::value,
+            insights_periods::tier,
+            insights_periods::edition,
+        ))
+        .load(c))?)
+}
+
+/// `(installation_id, hostname, recorded_at, usage_data_id, version, uuid)` of one submission.
+pub type WindowSubmission = (i64, String, NaiveDateTime, i64, Option<String>, String);
+
+/// A Service Ping report in a window: `(hostname, recorded_at, version)` per submission of
+/// the non-excluded (or all) installations, with the installation id.
+pub fn list_submissions_since(
+    conn: &mut AnyConnection,
+    since: NaiveDateTime,
+    include_excluded: bool,
+) -> Result<Vec<WindowSubmission>, DbError> {
+    Ok(with_conn!(conn, |c| insights_submissions::table
+        .inner_join(
+            insights_installations::table
+                .on(insights_installations::id.eq(insights_submissions::installation_id)),
+        )
+        .filter(insights_submissions::recorded_at.ge(since))
+        .filter(
+            insights_installations::excluded
+                .eq(false)
+                .or(insights_installations::excluded.eq(include_excluded)),
+        )
+        .select((
+            insights_submissions::installation_id,
+            insights_installations::hostname,
+            insights_submissions::recorded_at,
+            insights_submissions::usage_data_id,
+            insights_submissions::version,
+            insights_installations::uuid,
+        ))
+        .load(c))?)
+}
+
+/// Version checks with a Referer host from `since` on: `(host, day, version, last_seen)`.
+pub fn list_checks_since(
+    conn: &mut AnyConnection,
+    since: NaiveDate,
+) -> Result<Vec<(String, NaiveDate, String, NaiveDateTime)>, DbError> {
+    Ok(with_conn!(conn, |c| version_checks::table
+        .filter(version_checks::day.ge(since))
+        .filter(version_checks::host.ne(""))
+        .select((
+            version_checks::host,
+            version_checks::day,
+            version_checks::version,
+            version_checks::last_seen,
+        ))
+        .load(c))?)
+}
+
+/// An installation's id and excluded flag.
+pub fn find_installation(
+    conn: &mut AnyConnection,
+    uuid: &str,
+    hostname: &str,
+) -> Result<Option<(i64, bool)>, DbError> {
+    Ok(with_conn!(conn, |c| insights_installations::table
+        .filter(insights_installations::uuid.eq(uuid))
+        .filter(insights_installations::hostname.eq(hostname))
+        .select((insights_installations::id, insights_installations::excluded))
+        .first(c)
+        .optional())?)
+}
+
+/// `(uuid, hostname)` of installations by id.
+pub fn list_installation_keys(
+    conn: &mut AnyConnection,
+    ids: &[i64],
+) -> Result<Vec<(i64, String, String)>, DbError> {
+    Ok(with_conn!(conn, |c| insights_installations::table
+        .filter(insights_installations::id.eq_any(ids))
+        .select((
+            insights_installations::id,
+            insights_installations::uuid,
+            insights_installations::hostname,
+        ))
+        .load(c))?)
+}
+
+/// Every processed submission of an installation, oldest first.
+pub fn list_installation_submissions(
+    conn: &mut AnyConnection,
+    installation_id: i64,
+) -> Result<Vec<SubmissionRow>, DbError> {
+    Ok(with_conn!(conn, |c| insights_submissions::table
+        .filter(insights_submissions::installation_id.eq(installation_id))
+        .order((
+            insights_submissions::recorded_at,
+            insights_submissions::usage_data_id,
+        ))
+        .select((
+            insights_submissions::usage_data_id,
+            insights_submissions::installation_id,
+            insights_submissions::recorded_at,
+            insights_submissions::version,
+            insights_submissions::version_major,
+            insights_submissions::version_minor,
+            insights_submissions::version_patch,
+            insights_submissions::edition,
+            insights_submissions::tier,
+            insights_submissions::installation_type,
+            insights_submissions::country,
+            insights_submissions::active_user_count,
+        ))
+        .load(c))?)
+}
+
+/// A host's version checks per day: `(day, version, count)`, oldest first.
+pub fn list_host_checks(
+    conn: &mut AnyConnection,
+    host: &str,
+) -> Result<Vec<(NaiveDate, String, i64)>, DbError> {
+    let rows: Vec<(NaiveDate, String, i64)> = with_conn!(conn, |c| version_checks::table
+        .filter(version_checks::host.eq(host))
+        .order((version_checks::day, version_checks::version))
+        .select((
+            version_checks::day,
+            version_checks::version,
+            version_checks::count,
+        ))
+        .load(c))?;
+    // Several countries per (day, version) are one line for an analyst.
+    let mut merged: Vec<(NaiveDate, String, i64)> = Vec::with_capacity(rows.len());
+    for (day, version, count) in rows {
+        match merged.last_mut() {
+            Some(last) if last.0 == day && last.1 == version => last.2 += count,
+            _ => merged.push((day, version, count)),
+        }
+    }
+    Ok(merged)
+}

@@ -1,0 +1,11 @@
+//! Insights (issue 13): the rollup refresh job and the reports the API and pages share.
+//!
+//! [`refresh`] folds submissions newer than a stored watermark into the `insights_*` tables
+//! (work per new submission: a few index look-ups and its own metric rows, whatever the
+//! store's size); [`refresh::rebuild`] empties them and folds everything again, which must give
+//! the same tables. [`report`] turns the tables into the numbers every endpoint and page shows.
+
+pub mod refresh;
+pub mod report;
+
+pub use refresh::{rebuild, refresh, register_job, with_job_lock, JOB_NAME};
