@@ -230,6 +230,8 @@ fn run_store_command(settings: Settings, command: Command) -> anyhow::Result<()>
             }
         }
         Command::Insights(command) => {
+            // The rollup code takes its own connections, and the CLI's pool has one.
+            drop(conn);
             let started = std::time::Instant::now();
             let (verb, processed) = match command {
                 InsightsCommand::Refresh => (

@@ -10,9 +10,10 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use crate::db::schema::{
-    erasure_subjects, erasures, hosts, metric_keys, usage_data, usage_data_metrics, usage_data_raw,
-    usage_ping_errors, usage_ping_metadata, usage_ping_metadata_metrics, version_checks,
-    version_checks_monthly,
+    erasure_subjects, erasures, hosts, insights_installations, insights_metric_values,
+    insights_periods, insights_submissions, metric_keys, usage_data, usage_data_metrics,
+    usage_data_raw, usage_ping_errors, usage_ping_metadata, usage_ping_metadata_metrics,
+    version_checks, version_checks_monthly,
 };
 use crate::db::{AnyConnection, DbError};
 use crate::with_conn;
@@ -207,14 +208,50 @@ pub fn erase(
     })
 }
 
-/// The hook for derived tables that aggregate over installations (e.g. the insights
-/// rollups of branch `insights`): recompute them without the erased installation here, in
-/// the same transaction, and return rows changed per table. Nothing to do yet.
+/// The derived tables: the insights rollups keep one row per installation (and per period
+/// and metric), so recomputing them without the erased installation is removing its rows;
+/// nothing in them sums over installations. Same transaction as the rest.
 fn recompute_rollups_without(
-    _conn: &mut AnyConnection,
-    _installation: &Installation,
+    conn: &mut AnyConnection,
+    installation: &Installation,
 ) -> Result<Removed, DbError> {
-    Ok(Removed::new())
+    let ids: Vec<i64> = with_conn!(conn, |c| insights_installations::table
+        .filter(
+            insights_installations::uuid
+                .eq_any(&installation.uuids)
+                .or(insights_installations::hostname.eq_any(&installation.hostnames)),
+        )
+        .select(insights_installations::id)
+        .load(c))?;
+    if ids.is_empty() {
+        return Ok(Removed::new());
+    }
+    let (values, periods, submissions, installations) = with_conn!(conn, |c| {
+        let values = diesel::delete(
+            insights_metric_values::table
+                .filter(insights_metric_values::installation_id.eq_any(&ids)),
+        )
+        .execute(c)?;
+        let periods = diesel::delete(
+            insights_periods::table.filter(insights_periods::installation_id.eq_any(&ids)),
+        )
+        .execute(c)?;
+        let submissions = diesel::delete(
+            insights_submissions::table.filter(insights_submissions::installation_id.eq_any(&ids)),
+        )
+        .execute(c)?;
+        let installations = diesel::delete(
+            insights_installations::table.filter(insights_installations::id.eq_any(&ids)),
+        )
+        .execute(c)?;
+        Ok::<_, diesel::result::Error>((values, periods, submissions, installations))
+    })?;
+    Ok(vec![
+        ("insights_metric_values", values),
+        ("insights_periods", periods),
+        ("insights_submissions", submissions),
+        ("insights_installations", installations),
+    ])
 }
 
 /// `(erasure id, erased_at)` of every erasure that recorded `hash`.
