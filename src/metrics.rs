@@ -1,6 +1,6 @@
 //! Prometheus metrics, served at `GET /metrics` in the text exposition format.
 //!
-//! One registry per [`Application`](crate::startup::Application) rather than the process-wide
+//! One registry per application rather than the process-wide
 //! default, so that several instances in one process (the tests) do not share counts.
 //! Counters on the check path are resolved to plain atomics once, at start-up: the hot path
 //! never looks up a label set.

@@ -15,24 +15,11 @@ use std::marker::PhantomData;
 
 use crate::auth::{self, AuthError, Scope};
 use crate::console::layout;
-pub use crate::console::role::Role;
+pub use crate::console::role::{ConsoleUser, Role};
 use crate::console::session::{self, Lookup, SESSION_COOKIE};
 use crate::db::DbError;
 use crate::error::ApiError;
 use crate::state::AppState;
-
-/// A logged-in console user (from the session cookie).
-#[derive(Debug, Clone)]
-pub struct ConsoleUser {
-    /// Account name.
-    pub name: String,
-    /// Account role.
-    pub role: Role,
-    /// The session's CSRF token, for the hidden `csrf_token` field of every form.
-    pub csrf_token: String,
-    /// The session's row id.
-    pub session_id: i64,
-}
 
 /// Why a console page was not served; each renders as a clear HTML page (or a redirect).
 #[derive(Debug, thiserror::Error)]

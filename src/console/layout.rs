@@ -8,7 +8,7 @@ use actix_web::middleware::DefaultHeaders;
 use actix_web::HttpResponse;
 use askama::Template;
 
-use crate::console::auth::{ConsoleUser, Role};
+use crate::console::role::{ConsoleUser, Role};
 
 /// The Content-Security-Policy of every console response: nothing from elsewhere, no inline
 /// script or style, no framing. Scripts and styles may come only from the console itself.

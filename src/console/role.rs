@@ -1,4 +1,6 @@
-//! Console roles, ordered: each role may do everything the roles below it may.
+//! Who is asking: console roles, ordered (each may do everything the roles below it may),
+//! and the logged-in user. Plain data, so that the layout can show them without importing
+//! the session code (which renders its refusals with the layout).
 
 use serde::Serialize;
 use std::fmt;
@@ -54,6 +56,19 @@ impl FromStr for Role {
             .find(|role| role.as_str() == s.trim())
             .ok_or_else(|| format!("unknown role `{s}` (known: analyst, release_manager, admin)"))
     }
+}
+
+/// A logged-in console user (from the session cookie).
+#[derive(Debug, Clone)]
+pub struct ConsoleUser {
+    /// Account name.
+    pub name: String,
+    /// Account role.
+    pub role: Role,
+    /// The session's CSRF token, for the hidden `csrf_token` field of every form.
+    pub csrf_token: String,
+    /// The session's row id.
+    pub session_id: i64,
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! The `api_tokens` table. Only hashes are stored; see [`crate::auth`].
+//! The `api_tokens` table. Only hashes are stored (see the `auth` module).
 
 use chrono::{NaiveDateTime, Utc};
 use diesel::prelude::*;
