@@ -552,47 +552,17 @@ async fn chromium_logs_in_and_sees_the_console_home() {
         .for_element(Locator::Id("username"))
         .await
         .unwrap();
-    browser
-        .find(Locator::Id("username"))
-        .await
-        .unwrap()
-        .send_keys("judy")
-        .await
-        .unwrap();
-    browser
-        .find(Locator::Id("password"))
-        .await
-        .unwrap()
-        .send_keys("wrong password here")
-        .await
-        .unwrap();
-    browser
-        .find(Locator::XPath("//button[text()='Log in']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_into(&browser, "username", "judy").await;
+    type_into(&browser, "password", "wrong password here").await;
+    click_log_in(&browser).await;
     let error = browser
         .wait()
         .for_element(Locator::Id("login-error"))
         .await
         .unwrap();
     assert!(error.text().await.unwrap().contains("wrong"));
-    browser
-        .find(Locator::Id("password"))
-        .await
-        .unwrap()
-        .send_keys(PASSWORD)
-        .await
-        .unwrap();
-    browser
-        .find(Locator::XPath("//button[text()='Log in']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_into(&browser, "password", PASSWORD).await;
+    click_log_in(&browser).await;
     let who = browser
         .wait()
         .for_element(Locator::Id("signed-in-as"))

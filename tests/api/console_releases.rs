@@ -290,32 +290,7 @@ async fn chromium_records_a_security_batch_after_previewing_it() {
         .goto(&app.url("/console/releases/batch"))
         .await
         .unwrap();
-    browser
-        .wait()
-        .for_element(Locator::Id("username"))
-        .await
-        .unwrap();
-    browser
-        .find(Locator::Id("username"))
-        .await
-        .unwrap()
-        .send_keys("rachel")
-        .await
-        .unwrap();
-    browser
-        .find(Locator::Id("password"))
-        .await
-        .unwrap()
-        .send_keys(PASSWORD)
-        .await
-        .unwrap();
-    browser
-        .find(Locator::XPath("//button[text()='Log in']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    crate::console_support::log_in_in_browser(&browser, "rachel").await;
     let versions = browser
         .wait()
         .for_element(Locator::Id("versions"))

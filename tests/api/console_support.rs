@@ -127,3 +127,37 @@ pub async fn post_form(
         .await
         .unwrap()
 }
+
+/// Types `text` into the form field with id `id` (in headless Chromium).
+pub async fn type_into(browser: &fantoccini::Client, id: &str, text: &str) {
+    browser
+        .find(fantoccini::Locator::Id(id))
+        .await
+        .unwrap_or_else(|e| panic!("field #{id}: {e}"))
+        .send_keys(text)
+        .await
+        .unwrap();
+}
+
+/// Clicks the login form's button.
+pub async fn click_log_in(browser: &fantoccini::Client) {
+    browser
+        .find(fantoccini::Locator::XPath("//button[text()='Log in']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+/// On the login form the browser was sent to, logs `name` in with [`PASSWORD`].
+pub async fn log_in_in_browser(browser: &fantoccini::Client, name: &str) {
+    browser
+        .wait()
+        .for_element(fantoccini::Locator::Id("username"))
+        .await
+        .unwrap();
+    type_into(browser, "username", name).await;
+    type_into(browser, "password", PASSWORD).await;
+    click_log_in(browser).await;
+}

@@ -3,7 +3,7 @@
 
 use crate::check::check_path;
 use crate::check_recording::wait_for_total;
-use crate::console_support::{add_user, get_with, login_as, PASSWORD};
+use crate::console_support::{add_user, get_with, login_as};
 use crate::helpers::TestApp;
 use crate::insights::{fleet, post_all, refresh, RANGE};
 use crate::usage_data::{minimal_with, post_json};
@@ -160,32 +160,7 @@ async fn chromium_shows_every_insights_page_with_charts_matching_the_api() {
     let token = app.token(Scope::InsightsRead);
     let browser = crate::console_auth::browser(&driver).await;
     browser.goto(&app.url("/console/insights")).await.unwrap();
-    browser
-        .wait()
-        .for_element(Locator::Id("username"))
-        .await
-        .unwrap();
-    browser
-        .find(Locator::Id("username"))
-        .await
-        .unwrap()
-        .send_keys("ana")
-        .await
-        .unwrap();
-    browser
-        .find(Locator::Id("password"))
-        .await
-        .unwrap()
-        .send_keys(PASSWORD)
-        .await
-        .unwrap();
-    browser
-        .find(Locator::XPath("//button[text()='Log in']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    crate::console_support::log_in_in_browser(&browser, "ana").await;
     browser
         .wait()
         .for_element(Locator::Id("signed-in-as"))
