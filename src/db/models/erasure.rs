@@ -114,31 +114,6 @@ pub const OWNED_TABLES: &[(&str, Step)] = &[
 /// Rows removed per table, in [`OWNED_TABLES`] order.
 pub type Removed = Vec<(&'static str, usize)>;
 
-/// Runs `f` inside one transaction (SQLite: `BEGIN IMMEDIATE`, so the writer lock is taken
-/// up front); commits when it returns `Ok`, rolls back otherwise.
-pub fn in_transaction<T>(
-    conn: &mut AnyConnection,
-    f: impl FnOnce(&mut AnyConnection) -> Result<T, DbError>,
-) -> Result<T, DbError> {
-    use diesel::connection::{AnsiTransactionManager, TransactionManager};
-    match conn {
-        AnyConnection::Sqlite(c) => {
-            AnsiTransactionManager::begin_transaction_sql(&mut **c, "BEGIN IMMEDIATE")?;
-        }
-        AnyConnection::Postgres(c) => AnsiTransactionManager::begin_transaction(&mut **c)?,
-    }
-    match f(conn) {
-        Ok(value) => {
-            with_conn!(conn, |c| AnsiTransactionManager::commit_transaction(c))?;
-            Ok(value)
-        }
-        Err(err) => {
-            let _ = with_conn!(conn, |c| AnsiTransactionManager::rollback_transaction(c));
-            Err(err)
-        }
-    }
-}
-
 /// What [`erase`] did.
 #[derive(Debug)]
 pub enum Outcome {
@@ -163,7 +138,7 @@ pub fn erase(
     hash: &dyn Fn(&str) -> String,
     now: NaiveDateTime,
 ) -> Result<Outcome, DbError> {
-    in_transaction(conn, |conn| {
+    conn.transaction(|conn| {
         let installation = resolve(conn, subject)?;
         let mut removed = Removed::new();
         for (table, step) in OWNED_TABLES {

@@ -8,7 +8,6 @@ use chrono::{Datelike, NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
 use diesel::upsert::excluded;
 
-use crate::db::models::erasure::in_transaction;
 use crate::db::schema::{
     hosts, metric_keys, usage_data, usage_data_metrics, usage_data_raw, usage_ping_errors,
     usage_ping_metadata, usage_ping_metadata_metrics, version_checks, version_checks_monthly,
@@ -29,7 +28,7 @@ pub fn roll_up_daily_checks(
     batch: i64,
 ) -> Result<usize, DbError> {
     type Row = (NaiveDate, String, String, String, i64, NaiveDateTime);
-    in_transaction(conn, |conn| {
+    conn.transaction(|conn| {
         with_conn!(conn, |c| {
             let rows: Vec<Row> = version_checks::table
                 .filter(version_checks::day.lt(before))
@@ -107,7 +106,7 @@ pub fn delete_hosts_not_seen_since(
     cutoff: NaiveDateTime,
     batch: i64,
 ) -> Result<usize, DbError> {
-    in_transaction(conn, |conn| {
+    conn.transaction(|conn| {
         with_conn!(conn, |c| {
             let names: Vec<String> = hosts::table
                 .filter(hosts::last_seen.lt(cutoff))
@@ -126,7 +125,7 @@ pub fn delete_errors_received_before(
     cutoff: NaiveDateTime,
     batch: i64,
 ) -> Result<usize, DbError> {
-    in_transaction(conn, |conn| {
+    conn.transaction(|conn| {
         with_conn!(conn, |c| {
             let ids: Vec<i64> = usage_ping_errors::table
                 .filter(usage_ping_errors::received_at.lt(cutoff))
@@ -148,7 +147,7 @@ pub fn delete_metadata_received_before(
     cutoff: NaiveDateTime,
     batch: i64,
 ) -> Result<usize, DbError> {
-    in_transaction(conn, |conn| {
+    conn.transaction(|conn| {
         with_conn!(conn, |c| {
             let ids: Vec<i64> = usage_ping_metadata::table
                 .filter(usage_ping_metadata::received_at.lt(cutoff))
@@ -175,7 +174,7 @@ pub fn delete_raw_received_before(
     cutoff: NaiveDateTime,
     batch: i64,
 ) -> Result<usize, DbError> {
-    in_transaction(conn, |conn| {
+    conn.transaction(|conn| {
         with_conn!(conn, |c| {
             let ids: Vec<i64> = usage_data_raw::table
                 .inner_join(usage_data::table)
@@ -199,7 +198,7 @@ pub fn delete_submissions_received_before(
     cutoff: NaiveDateTime,
     batch: i64,
 ) -> Result<usize, DbError> {
-    in_transaction(conn, |conn| {
+    conn.transaction(|conn| {
         with_conn!(conn, |c| {
             let ids: Vec<i64> = usage_data::table
                 .filter(usage_data::received_at.lt(cutoff))
@@ -235,7 +234,7 @@ pub fn delete_console_sessions_ended_before(
     batch: i64,
 ) -> Result<usize, DbError> {
     use crate::db::schema::console_sessions;
-    in_transaction(conn, |conn| {
+    conn.transaction(|conn| {
         with_conn!(conn, |c| {
             let ids: Vec<i64> = console_sessions::table
                 .filter(
