@@ -70,17 +70,18 @@ pub(super) fn series_fields(params: &Params, range: &Range, by: &[(&str, &str)])
             by,
         ));
     }
-    fields.push(Field::select(
+    fields.push(include_internal_field(range.include_internal));
+    fields
+}
+
+/// The "GitLab's own and staging hosts" filter every insights page offers.
+pub(super) fn include_internal_field(include_internal: bool) -> Field {
+    Field::select(
         "include_internal",
         "GitLab's own and staging hosts",
-        if range.include_internal {
-            "true"
-        } else {
-            "false"
-        },
+        if include_internal { "true" } else { "false" },
         &[("false", "left out"), ("true", "included")],
-    ));
-    fields
+    )
 }
 
 pub(super) fn range_query(range: &Range, by: Option<Dimension>) -> String {

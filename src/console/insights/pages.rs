@@ -6,7 +6,8 @@ use chrono::Utc;
 use std::collections::BTreeMap;
 
 use super::filters::{
-    period_label, range_of, range_query, read, series_fields, stacked, store_error, SERIES,
+    include_internal_field, period_label, range_of, range_query, read, series_fields, stacked,
+    store_error, SERIES,
 };
 use super::{installation_href, query_of, render, Cell, Field, PageContent, Section};
 use crate::console::auth::{ConsoleError, ConsoleUser, Role};
@@ -384,7 +385,7 @@ pub async fn backport(
                 Field::text("days", "Window (days)", &days_text, "28"),
                 Field::text("affected_from", "Affected from (version)", &from_text, "e.g. 18.6.0"),
                 Field::text("affected_to", "Affected up to (version)", &to_text, "e.g. 18.8.3"),
-                Field::select("include_internal", "GitLab's own and staging hosts", if include_internal { "true" } else { "false" }, &[("false", "left out"), ("true", "included")]),
+                include_internal_field(include_internal),
             ],
             errors,
             notices: Vec::new(),
@@ -633,7 +634,7 @@ pub async fn vulnerable(
             fields: vec![
                 Field::text("days", "Window (days)", &days_text, "28"),
                 Field::select("critical", "Show", if critical { "true" } else { "false" }, &[("false", "all vulnerable"), ("true", "critical only")]),
-                Field::select("include_internal", "GitLab's own and staging hosts", if include_internal { "true" } else { "false" }, &[("false", "left out"), ("true", "included")]),
+                include_internal_field(include_internal),
             ],
             errors,
             notices: Vec::new(),
