@@ -144,7 +144,9 @@ fn run_store_command(settings: Settings, command: Command) -> anyhow::Result<()>
                 writeln!(out, "  {name}")?;
             }
         }
-        Command::Releases(command) => crate::cli_releases::run(&mut conn, command, &mut out)?,
+        Command::Releases(command) => {
+            crate::cli_releases::run(&mut conn, command, &mut out, &settings)?
+        }
         Command::Token(TokenCommand::Create { scope, name }) => {
             let scope: Scope = scope.parse().map_err(anyhow::Error::msg)?;
             let issued = auth::issue(&mut conn, &name, scope)?;

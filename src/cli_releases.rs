@@ -6,6 +6,7 @@ use clap::Subcommand;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
+use crate::config::Settings;
 use crate::db::models::release_changes::{self, Actor, ChangeRow};
 use crate::db::models::releases;
 use crate::db::AnyConnection;
@@ -13,6 +14,7 @@ use crate::domain::csv_import::{parse_release_version, parse_releases_csv};
 use crate::domain::release::SecurityLevel;
 use crate::domain::release_edit::{Edit, Mode, Via};
 use crate::release_ops;
+use crate::release_sync::{self, SyncOptions};
 
 /// `releases …`
 #[derive(Debug, Subcommand)]
@@ -78,6 +80,21 @@ pub enum ReleasesCommand {
         /// At most this many entries.
         #[arg(long, default_value_t = 100)]
         limit: i64,
+    },
+    /// Pull an upstream version-app's release table (`GET /api/v1/versions`, all pages) and
+    /// apply the difference in one transaction (via `sync`; upstream wins for the fields it
+    /// carries, local additions stay). Prints what it applied; on failure changes nothing
+    /// and exits non-zero with the reason.
+    Sync {
+        /// The upstream, e.g. `https://version.example.com` (default: `release_sync_url`).
+        #[arg(long = "from", value_name = "URL")]
+        from: Option<String>,
+        /// Accept security levels the upstream lowers (else such a sync is refused).
+        #[arg(long)]
+        allow_downgrade: bool,
+        /// Print the changes and their impact; save nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Revert one change (by id from `history`), or its whole operation with `--batch`.
     Revert {
@@ -166,13 +183,66 @@ fn write_or_preview(
     })
 }
 
+/// `releases sync`: fetch, plan, then write (or preview) like every other CLI change.
+fn sync(
+    conn: &mut AnyConnection,
+    out: &mut impl Write,
+    settings: &Settings,
+    from: Option<&str>,
+    allow_downgrade: bool,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    let mut options = SyncOptions::from_settings(settings, from).map_err(anyhow::Error::msg)?;
+    options.allow_downgrade |= allow_downgrade;
+    let fetched = release_sync::fetch::fetch_all(&options.url, &options.caps)?;
+    let planned = release_sync::plan_sync(conn, &options, &fetched)?;
+    writeln!(
+        out,
+        "read {} release(s) in {} page(s) from {}",
+        planned.upstream_versions, planned.pages, options.url
+    )?;
+    for d in &planned.downgrades {
+        writeln!(out, "security downgrade (allowed): {d}")?;
+    }
+    if dry_run {
+        write_or_preview(conn, out, &planned.edits, &[], &planned.actor, true)?;
+        return Ok(());
+    }
+    let written = release_sync::apply(conn, &planned)?;
+    let mut changed: Vec<&str> = written.iter().map(|c| c.version.as_str()).collect();
+    changed.dedup();
+    writeln!(
+        out,
+        "applied {} field change(s) to {} release(s)",
+        written.len(),
+        changed.len()
+    )?;
+    if !written.is_empty() {
+        print_changes(out, &written)?;
+    }
+    Ok(())
+}
+
 /// Runs a `releases` command against the store.
 pub fn run(
     conn: &mut AnyConnection,
     command: ReleasesCommand,
     out: &mut impl Write,
+    settings: &Settings,
 ) -> anyhow::Result<()> {
     match command {
+        ReleasesCommand::Sync {
+            from,
+            allow_downgrade,
+            dry_run,
+        } => sync(
+            conn,
+            out,
+            settings,
+            from.as_deref(),
+            allow_downgrade,
+            dry_run,
+        )?,
         ReleasesCommand::List { limit } => {
             let mut all = releases::list_domain(conn)?;
             all.sort_by(|a, b| b.version.cmp(&a.version));

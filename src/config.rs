@@ -112,6 +112,22 @@ pub struct Settings {
     pub http_client_disconnect_timeout_ms: u64,
     /// Open connections at most (all workers); 0 picks from the file-descriptor limit.
     pub http_max_connections: usize,
+    // --- release sync from an upstream version-app (README "Release sync") ---
+    /// Upstream to follow (`https://host[/prefix]`; `/api/v1/versions` is appended unless
+    /// given); unset: no sync job.
+    pub release_sync_url: Option<String>,
+    /// Seconds between syncs.
+    pub release_sync_interval_secs: u64,
+    /// Apply a security level the upstream lowers (default: refuse the sync and report it).
+    pub release_sync_allow_downgrade: bool,
+    /// Seconds one upstream request (connect, answer and body) may take.
+    pub release_sync_timeout_secs: u64,
+    /// Largest page body accepted from the upstream, in bytes.
+    pub release_sync_max_page_bytes: usize,
+    /// Most pages read in one sync.
+    pub release_sync_max_pages: u32,
+    /// Most versions accepted from the upstream in one sync.
+    pub release_sync_max_versions: usize,
 }
 
 impl Default for Settings {
@@ -162,6 +178,13 @@ impl Default for Settings {
             http_client_request_timeout_ms: 5_000,
             http_client_disconnect_timeout_ms: 1_000,
             http_max_connections: 0,
+            release_sync_url: None,
+            release_sync_interval_secs: 300,
+            release_sync_allow_downgrade: false,
+            release_sync_timeout_secs: 30,
+            release_sync_max_page_bytes: 1024 * 1024,
+            release_sync_max_pages: 200,
+            release_sync_max_versions: 10_000,
         }
     }
 }
@@ -324,7 +347,46 @@ impl Settings {
         if self.ingest_max_concurrent == 0 {
             return invalid("ingest_max_concurrent", "must be at least 1".into());
         }
-        self.validate_privacy()
+        self.validate_privacy()?;
+        self.validate_sync()
+    }
+}
+
+impl Settings {
+    /// The sync URL must be http(s); intervals, timeouts and caps must be positive.
+    fn validate_sync(&self) -> Result<(), ConfigError> {
+        let invalid =
+            |setting: &'static str, message: String| Err(ConfigError::Invalid { setting, message });
+        if let Some(url) = &self.release_sync_url {
+            if let Err(e) = crate::domain::release_sync::upstream_url(url) {
+                return invalid("release_sync_url", e);
+            }
+        }
+        let positive: [(&'static str, u64); 5] = [
+            (
+                "release_sync_interval_secs",
+                self.release_sync_interval_secs,
+            ),
+            ("release_sync_timeout_secs", self.release_sync_timeout_secs),
+            (
+                "release_sync_max_page_bytes",
+                self.release_sync_max_page_bytes as u64,
+            ),
+            (
+                "release_sync_max_pages",
+                u64::from(self.release_sync_max_pages),
+            ),
+            (
+                "release_sync_max_versions",
+                self.release_sync_max_versions as u64,
+            ),
+        ];
+        for (setting, value) in positive {
+            if value == 0 {
+                return invalid(setting, "must be greater than 0".into());
+            }
+        }
+        Ok(())
     }
 }
 

@@ -19,6 +19,7 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod recorder;
 pub mod release_ops;
+pub mod release_sync;
 pub mod render;
 pub mod routes;
 pub mod server_limits;

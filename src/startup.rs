@@ -108,6 +108,7 @@ impl Application {
         ingest.register_jobs(&jobs, &settings);
         crate::lifecycle::retention::register_job(&jobs, &metrics, settings.clone());
         crate::insights::register_job(&jobs, &settings);
+        crate::release_sync::register_job(&jobs, &metrics, &settings, releases.clone());
         let console = crate::console::ConsoleState::new(&settings, &metrics);
         let state = web::Data::new(AppState {
             db,

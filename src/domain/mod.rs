@@ -11,6 +11,7 @@ pub mod payload;
 pub mod pseudonym;
 pub mod release;
 pub mod release_edit;
+pub mod release_sync;
 pub mod submission_score;
 pub mod verdict;
 pub mod version;

@@ -1,0 +1,249 @@
+//! Release sync with two real servers: an upstream and a mirror that follows it (by its
+//! `release_sync` job, and by `releases sync --from URL`). A release added upstream appears
+//! on the mirror, a security level raised upstream changes the mirror's verdicts, and the
+//! mirror's history says `via` = `sync`.
+
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+use crate::helpers::{run_cli, TestApp, TestDb};
+use crate::release_history::check;
+use version_app::auth::Scope;
+
+pub fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Runs the CLI off the test's runtime (the servers' jobs keep running meanwhile).
+pub async fn cli(db_url: &str, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let db_url = db_url.to_string();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        run_cli(&db_url, &args, &env)
+    })
+    .await
+    .unwrap()
+}
+
+/// Every release a server lists, read page by page as any client would.
+pub async fn all_versions(app: &TestApp) -> Vec<Value> {
+    let mut all = Vec::new();
+    for page in 1.. {
+        let response = app
+            .get(&format!("/api/v1/versions?per_page=100&page={page}"))
+            .await;
+        let next = response.headers().get("x-next-page").is_some();
+        let items: Vec<Value> = response.json().await.unwrap();
+        all.extend(items);
+        if !next {
+            break;
+        }
+    }
+    all
+}
+
+/// Waits (at most 30 s) until `probe` holds.
+async fn eventually<F, Fut>(what: &str, mut probe: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !probe().await {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn history(app: &TestApp, version: &str) -> Vec<Value> {
+    let token = app.token(Scope::ReleasesWrite);
+    app.client
+        .get(app.url(&format!("/api/v1/versions/{version}/history")))
+        .header("PRIVATE-TOKEN", token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// A `/metrics` sample's value (0 when absent).
+pub fn sample(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn a_mirror_follows_its_upstream_and_its_verdicts_change() {
+    let upstream = TestApp::spawn().await;
+    let upstream_url = upstream.address.clone();
+    let mirror = TestApp::spawn_with(|s| {
+        s.release_sync_url = Some(upstream_url.clone());
+        s.release_sync_interval_secs = 1;
+    })
+    .await;
+    let token = upstream.token(Scope::ReleasesWrite);
+
+    // Both start from the bundled table, which ends at 19.1.1: an instance there is told
+    // "up-to-date" by the mirror.
+    let before = check(&mirror, "19.1.1").await;
+    assert_eq!(before["severity"], "success", "{before}");
+
+    // 1. A release added upstream appears on the mirror, by the job alone.
+    let added = upstream
+        .post_release(
+            &token,
+            &[("version", "19.1.2"), ("released_on", "2026-12-02")],
+        )
+        .await;
+    assert_eq!(added.status(), 201);
+    eventually("the mirror lists 19.1.2", || async {
+        check(&mirror, "19.1.1").await["severity"] == "warning"
+    })
+    .await;
+    let told = check(&mirror, "19.1.1").await;
+    assert_eq!(told["critical_vulnerability"], false, "{told}");
+
+    // 2. A security level raised upstream: the mirror's verdict for 19.1.1 becomes danger
+    //    with the critical modal.
+    let raised = upstream
+        .client
+        .patch(upstream.url("/api/v1/versions/19.1.2"))
+        .bearer_auth(&token)
+        .json(&json!({"security": "critical", "advisory": "2026-12-02-critical", "details": "Patch now."}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raised.status(), 200);
+    eventually("the mirror tells 19.1.1 danger", || async {
+        check(&mirror, "19.1.1").await["severity"] == "danger"
+    })
+    .await;
+    let told = check(&mirror, "19.1.1").await;
+    assert_eq!(told["critical_vulnerability"], true, "{told}");
+    assert_eq!(told["details"], "Patch now.", "{told}");
+    // The mirror now answers exactly what the upstream answers.
+    assert_eq!(told, check(&upstream, "19.1.1").await);
+    assert_eq!(all_versions(&mirror).await, all_versions(&upstream).await);
+
+    // 3. The mirror's history says who and how: the sync, with old and new values.
+    let entries = history(&mirror, "19.1.2").await;
+    let expected_actor = format!("sync:{}/api/v1/versions", upstream.address);
+    assert!(!entries.is_empty());
+    for e in &entries {
+        assert_eq!(e["via"], "sync", "{e}");
+        assert_eq!(e["actor"], expected_actor.as_str(), "{e}");
+    }
+    let security: Vec<(Option<&str>, Option<&str>)> = entries
+        .iter()
+        .filter(|e| e["field"] == "security")
+        .map(|e| (e["old"].as_str(), e["new"].as_str()))
+        .collect();
+    assert_eq!(
+        security,
+        vec![(Some("none"), Some("critical")), (None, Some("none"))],
+        "newest first: raised, then created"
+    );
+
+    // 4. /metrics: runs counted, a recent success, and the series are clean for promtool
+    //    (tested elsewhere); /-/ready stays ready.
+    let metrics = mirror.get("/metrics").await.text().await.unwrap();
+    assert!(
+        sample(
+            &metrics,
+            "version_app_release_sync_total{outcome=\"applied\"}"
+        ) >= 2.0
+    );
+    let last = sample(
+        &metrics,
+        "version_app_release_sync_last_success_timestamp_seconds",
+    );
+    assert!(
+        (chrono::Utc::now().timestamp() as f64 - last).abs() < 60.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "version_app_release_sync_failures_total{reason=\"http_status\"}"
+        ),
+        0.0
+    );
+    assert!(metrics.contains("version_app_job_runs_total{job=\"release_sync\",outcome=\"ok\"}"));
+    assert_eq!(mirror.get("/-/ready").await.status(), 200);
+
+    // 5. The CLI verb, into an empty store: it prints what it applied, then a second run
+    //    applies nothing; the result lists exactly what the upstream lists.
+    let fresh = TestDb::new();
+    let out = cli(
+        &fresh.url,
+        &["releases", "sync", "--from", &upstream.address],
+        &[],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let upstream_all = all_versions(&upstream).await;
+    assert!(
+        text.contains(&format!("read {} release(s) in", upstream_all.len())),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("to {} release(s)", upstream_all.len())),
+        "{text}"
+    );
+    assert!(text.contains("sync:") && text.contains(" sync "), "{text}");
+    let again = cli(
+        &fresh.url,
+        &["releases", "sync", "--from", &upstream.address],
+        &[],
+    )
+    .await;
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(
+        stdout(&again).contains("applied 0 field change(s) to 0 release(s)"),
+        "{}",
+        stdout(&again)
+    );
+    let copy = TestApp::spawn_on(fresh, |s| s.seed_releases = false).await;
+    assert_eq!(all_versions(&copy).await, upstream_all);
+    assert_eq!(
+        check(&copy, "19.1.1").await,
+        check(&upstream, "19.1.1").await
+    );
+
+    // 6. A local addition on the mirror stays when the upstream does not list it.
+    let mirror_token = mirror.token(Scope::ReleasesWrite);
+    let local = mirror
+        .post_release(
+            &mirror_token,
+            &[("version", "88.0.0"), ("released_on", "2030-01-01")],
+        )
+        .await;
+    assert_eq!(local.status(), 201);
+    let out = cli(
+        &mirror.db.url,
+        &["releases", "sync", "--from", &upstream.address],
+        &[],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(all_versions(&mirror)
+        .await
+        .iter()
+        .any(|r| r["version"] == "88.0.0"));
+}
