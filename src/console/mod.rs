@@ -20,6 +20,7 @@ pub mod layout;
 pub mod login;
 pub mod pages;
 pub mod password;
+mod release_add;
 pub mod releases;
 pub mod role;
 pub mod session;
@@ -108,6 +109,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             // Sections add their pages here, e.g. `.configure(crate::console::insights::routes)`;
             // their handlers take a `ConsoleUser` and call `require(Role::…)`.
             .route("/accounts", web::get().to(pages::accounts))
+            // Before the release pages: `/releases/new` is not a `/releases/{version}`.
+            .configure(release_add::routes)
             .configure(releases::routes)
             .configure(insights::routes),
     );

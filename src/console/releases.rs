@@ -74,7 +74,7 @@ struct ListQuery {
     to: Option<String>,
 }
 
-fn parse_day(name: &str, text: &str) -> Result<Option<NaiveDate>, String> {
+pub(crate) fn parse_day(name: &str, text: &str) -> Result<Option<NaiveDate>, String> {
     if text.trim().is_empty() {
         return Ok(None);
     }
@@ -301,7 +301,9 @@ struct EditForm {
     orig_details: Option<String>,
 }
 
-fn read_form<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, ConsoleError> {
+pub(crate) fn read_form<T: serde::de::DeserializeOwned + Default>(
+    body: &[u8],
+) -> Result<T, ConsoleError> {
     if body.len() > 64 * 1024 {
         return Err(ConsoleError::BadRequest(
             "The form is larger than 64 KiB.".into(),
