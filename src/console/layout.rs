@@ -41,6 +41,8 @@ pub enum Section {
     History,
     /// `/console/accounts`
     Accounts,
+    /// `/console/erase`
+    Erase,
     /// Pages outside the navigation (login, errors).
     None,
 }
@@ -102,6 +104,11 @@ impl Shell {
                 href: "/console/accounts",
                 label: "Accounts",
                 current: section == Section::Accounts,
+            });
+            nav.push(NavItem {
+                href: "/console/erase",
+                label: "Erase",
+                current: section == Section::Erase,
             });
         }
         Shell {

@@ -7,6 +7,7 @@
 //! - [`throttle`]: failed logins counted in memory per client address and account.
 //! - [`layout`]: the shell (base template, navigation, stylesheet, security headers).
 //! - [`accounts`]: `version-app user …`.
+//! - [`erase`]: administrators erase one installation (preview, then confirm).
 //!
 //! Templates live in `assets/templates/console/`; every page template extends
 //! `console/base.html` and its struct has a `shell: layout::Shell` field.
@@ -15,6 +16,7 @@ pub mod accounts;
 pub mod api;
 pub mod auth;
 pub mod charts;
+pub mod erase;
 pub mod insights;
 pub mod layout;
 pub mod login;
@@ -112,6 +114,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             // Before the release pages: `/releases/new` is not a `/releases/{version}`.
             .configure(release_add::routes)
             .configure(releases::routes)
-            .configure(insights::routes),
+            .configure(insights::routes)
+            .configure(erase::routes),
     );
 }

@@ -351,6 +351,8 @@ diesel::table! {
         erased_at -> Timestamp,
         /// JSON: rows removed per table.
         removed -> Text,
+        /// Who erased: a console account name or `cli:USER` (NULL before it was recorded).
+        erased_by -> Nullable<Text>,
     }
 }
 

@@ -8,7 +8,7 @@ use std::io::Write;
 
 use crate::config::Settings;
 use crate::db::models::erasure::{self, Outcome, Subject};
-use crate::db::AnyConnection;
+use crate::db::{AnyConnection, DbError};
 use crate::domain::pseudonym::SecretKey;
 
 /// `version-app erase`: which installation, and whether to erase or only ask.
@@ -48,6 +48,27 @@ pub fn erasure_key(settings: &Settings) -> anyhow::Result<&SecretKey> {
     })
 }
 
+/// Who runs the CLI, for the erasure entry: `cli:` and the OS user.
+fn cli_actor() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    format!("cli:{user}")
+}
+
+/// Erases the subject's installation in one transaction and records the erasure entry
+/// (keyed hashes under `key`, and `erased_by`): the one code path of `version-app erase` and
+/// the console's erase page.
+pub fn erase_installation(
+    conn: &mut AnyConnection,
+    key: &SecretKey,
+    subject: &Subject,
+    erased_by: &str,
+) -> Result<Outcome, DbError> {
+    let now = chrono::Utc::now().naive_utc();
+    erasure::erase(conn, subject, &|input| key.pseudonym(input), erased_by, now)
+}
+
 /// Runs `version-app erase`; an unknown installation or a check that finds nothing is an
 /// error (non-zero exit).
 pub fn erase_command(
@@ -76,8 +97,7 @@ pub fn erase_command(
             None => anyhow::bail!("no erasure of {label} is recorded"),
         };
     }
-    let now = chrono::Utc::now().naive_utc();
-    match erasure::erase(conn, &subject, &|input| key.pseudonym(input), now)? {
+    match erase_installation(conn, key, &subject, &cli_actor())? {
         Outcome::Unknown => {
             anyhow::bail!("nothing in the store belongs to {label}; nothing was changed")
         }

@@ -8,9 +8,9 @@ use crate::store_dump::{assert_absent, assert_same_dump, dump, query_text};
 use crate::usage_data::minimal_with;
 use serde_json::json;
 
-const ERASURE_KEY: &str = "erasure-key-for-tests-0123456789";
+pub(crate) const ERASURE_KEY: &str = "erasure-key-for-tests-0123456789";
 
-fn key_env() -> [(&'static str, &'static str); 1] {
+pub(crate) fn key_env() -> [(&'static str, &'static str); 1] {
     [("VERSION_APP_ERASURE_KEY", ERASURE_KEY)]
 }
 
@@ -19,7 +19,7 @@ fn text(bytes: &[u8]) -> String {
 }
 
 /// Pings, checks with its Referer, an error and a metadata report of one installation.
-async fn installation_traffic(
+pub(crate) async fn installation_traffic(
     app: &TestApp,
     uuid: &str,
     unique: &str,

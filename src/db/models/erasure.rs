@@ -131,24 +131,20 @@ pub enum Outcome {
 }
 
 /// Removes every row the subject's installation owns and records an erasure entry with
-/// `hash` applied to each identifier, all in one transaction.
+/// `hash` applied to each identifier and `erased_by` (an account name or `cli:USER`, never an
+/// identifier of the installation), all in one transaction.
 pub fn erase(
     conn: &mut AnyConnection,
     subject: &Subject,
     hash: &dyn Fn(&str) -> String,
+    erased_by: &str,
     now: NaiveDateTime,
 ) -> Result<Outcome, DbError> {
     conn.transaction(|conn| {
-        let installation = resolve(conn, subject)?;
-        let mut removed = Removed::new();
-        for (table, step) in OWNED_TABLES {
-            removed.push((table, step(conn, &installation)?));
-        }
-        removed.extend(recompute_rollups_without(conn, &installation)?);
-        if removed.iter().all(|(_, n)| *n == 0) {
+        let Some((installation, removed)) = remove_all(conn, subject)? else {
             // Nothing was deleted, so committing changes nothing either.
             return Ok(Outcome::Unknown);
-        }
+        };
         let summary: serde_json::Map<String, serde_json::Value> = removed
             .iter()
             .map(|(t, n)| (t.to_string(), (*n).into()))
@@ -162,7 +158,11 @@ pub fn erase(
             .collect();
         let erasure_id = with_conn!(conn, |c| {
             let id: i64 = diesel::insert_into(erasures::table)
-                .values((erasures::erased_at.eq(now), erasures::removed.eq(&summary)))
+                .values((
+                    erasures::erased_at.eq(now),
+                    erasures::removed.eq(&summary),
+                    erasures::erased_by.eq(erased_by),
+                ))
                 .returning(erasures::id)
                 .get_result(c)?;
             for h in &hashes {
@@ -181,6 +181,43 @@ pub fn erase(
             erasure_id,
         })
     })
+}
+
+/// What [`erase`] would remove, without changing anything: the same deletions run in a
+/// transaction that is then rolled back, so the counts are exactly the erasure's (one code
+/// path, no second set of counting queries to drift from it). `None` for an unknown subject.
+pub fn preview(
+    conn: &mut AnyConnection,
+    subject: &Subject,
+) -> Result<Option<(Installation, Removed)>, DbError> {
+    let mut seen = None;
+    let outcome = conn.transaction(|conn| {
+        seen = Some(remove_all(conn, subject)?);
+        Err::<(), _>(DbError::Query(diesel::result::Error::RollbackTransaction))
+    });
+    match (outcome, seen) {
+        (Err(DbError::Query(diesel::result::Error::RollbackTransaction)), Some(seen)) => Ok(seen),
+        (Err(err), _) => Err(err),
+        (Ok(()), _) => unreachable!("the preview transaction always rolls back"),
+    }
+}
+
+/// Every deletion of [`OWNED_TABLES`] and the rollups, inside the caller's transaction;
+/// `None` when nothing belonged to the subject.
+fn remove_all(
+    conn: &mut AnyConnection,
+    subject: &Subject,
+) -> Result<Option<(Installation, Removed)>, DbError> {
+    let installation = resolve(conn, subject)?;
+    let mut removed = Removed::new();
+    for (table, step) in OWNED_TABLES {
+        removed.push((table, step(conn, &installation)?));
+    }
+    removed.extend(recompute_rollups_without(conn, &installation)?);
+    if removed.iter().all(|(_, n)| *n == 0) {
+        return Ok(None);
+    }
+    Ok(Some((installation, removed)))
 }
 
 /// The derived tables: the insights rollups keep one row per installation (and per period

@@ -4,6 +4,7 @@
 
 pub mod output;
 pub mod params;
+pub mod pseudonymise;
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -21,7 +22,15 @@ use output::respond;
 use params::{Format, Params};
 
 /// Parameters of the period series endpoints.
-const SERIES_PARAMS: &[&str] = &["period", "from", "to", "by", "include_internal", "format"];
+const SERIES_PARAMS: &[&str] = &[
+    "period",
+    "from",
+    "to",
+    "by",
+    "include_internal",
+    "format",
+    pseudonymise::PARAM,
+];
 /// Longest window of the backport report, in days.
 pub const MAX_BACKPORT_DAYS: i64 = 365;
 
@@ -57,6 +66,8 @@ async fn installations(
     require_access(&state, &req).await?;
     let params = Params::parse(req.query_string(), SERIES_PARAMS)?;
     let format = params.format()?;
+    // Counts per group only, no identifier: checked, answer unchanged.
+    pseudonymise::requested(&params, &state.settings)?;
     let by = params.by(&[
         Dimension::Tier,
         Dimension::Edition,
@@ -86,6 +97,8 @@ async fn metric(
     let key_path = path.into_inner();
     let params = Params::parse(req.query_string(), SERIES_PARAMS)?;
     let format = params.format()?;
+    // Counts per group only, no identifier: checked, answer unchanged.
+    pseudonymise::requested(&params, &state.settings)?;
     let by = params.by(&[Dimension::Tier, Dimension::Edition])?;
     let (range, capped) = params.range(Utc::now().date_naive())?;
     let key = key_path.clone();
@@ -123,9 +136,19 @@ async fn versions(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
     require_access(&state, &req).await?;
     let params = Params::parse(
         req.query_string(),
-        &["period", "from", "to", "include_internal", "format"],
+        &[
+            "period",
+            "from",
+            "to",
+            "include_internal",
+            "format",
+            pseudonymise::PARAM,
+        ],
     )?;
     let format = params.format()?;
+    // No identifier in this answer: the parameter is checked (a missing key is still a
+    // 400) and the answer is the same.
+    pseudonymise::requested(&params, &state.settings)?;
     let (range, capped) = params.range(Utc::now().date_naive())?;
     let rows = state
         .db
@@ -191,8 +214,13 @@ pub const BACKPORT_PARAMS: &[&str] = &[
 
 async fn backport(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     require_access(&state, &req).await?;
-    let params = Params::parse(req.query_string(), BACKPORT_PARAMS)?;
+    let params = Params::parse(
+        req.query_string(),
+        &pseudonymise::with_param(BACKPORT_PARAMS),
+    )?;
     let format = params.format()?;
+    // Counts per minor line only, no identifier: checked, answer unchanged.
+    pseudonymise::requested(&params, &state.settings)?;
     let (days, include_internal, what_if) = backport_params(&params)?;
     let table = state.releases.current();
     let rows = state
@@ -220,8 +248,12 @@ async fn installation(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     require_access(&state, &req).await?;
-    let params = Params::parse(req.query_string(), &["uuid", "hostname", "format"])?;
+    let params = Params::parse(
+        req.query_string(),
+        &["uuid", "hostname", "format", pseudonymise::PARAM],
+    )?;
     let format = params.format()?;
+    let hide = pseudonymise::requested(&params, &state.settings)?;
     let uuid = params
         .get("uuid")
         .ok_or_else(|| ApiError::BadRequest("`uuid` is required".into()))?
@@ -238,6 +270,10 @@ async fn installation(
                 "no installation with uuid `{uuid}` and hostname `{hostname}`"
             ))
         })?;
+    let found = match &hide {
+        Some(key) => pseudonymise::installation(found, key),
+        None => found,
+    };
     match format {
         Format::Json => Ok(HttpResponse::Ok()
             .insert_header((header::CACHE_CONTROL, "private, no-cache"))
@@ -269,8 +305,12 @@ async fn vulnerable(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     require_access(&state, &req).await?;
-    let params = Params::parse(req.query_string(), VULNERABLE_PARAMS)?;
+    let params = Params::parse(
+        req.query_string(),
+        &pseudonymise::with_param(VULNERABLE_PARAMS),
+    )?;
     let format = params.format()?;
+    let hide = pseudonymise::requested(&params, &state.settings)?;
     let (days, include_internal, critical) = vulnerable_params(&params)?;
     let table = state.releases.current();
     let rows = state
@@ -286,6 +326,10 @@ async fn vulnerable(
             )
         })
         .await?;
+    let rows = match &hide {
+        Some(key) => pseudonymise::vulnerable(rows, key),
+        None => rows,
+    };
     #[derive(Serialize)]
     struct Meta {
         days: i64,
