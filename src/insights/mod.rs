@@ -9,3 +9,5 @@ pub mod refresh;
 pub mod report;
 
 pub use refresh::{rebuild, refresh, register_job, with_job_lock, JOB_NAME};
+pub(crate) mod fleet;
+pub(crate) mod licences;

@@ -20,6 +20,8 @@ mod health;
 mod helpers;
 mod ingest_kill;
 mod insights;
+mod insights_fleet;
+mod insights_fleet_pages;
 mod insights_pages;
 mod jobs;
 mod privacy;

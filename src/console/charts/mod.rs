@@ -5,6 +5,9 @@
 
 use std::fmt::Write as _;
 
+mod grouped;
+pub(crate) use grouped::grouped_svg;
+
 /// Colours with enough contrast on white, distinguishable for common colour blindness
 /// (Okabe–Ito palette).
 const PALETTE: [&str; 8] = [

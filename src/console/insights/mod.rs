@@ -3,7 +3,11 @@
 //! Filters live in the URL (GET forms), so a view can be shared. Analysts and above.
 
 mod filters;
+mod installation;
+mod licences;
+mod overview;
 mod pages;
+mod versions;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
@@ -15,12 +19,17 @@ use crate::console::layout::{self, Section as NavSection, Shell};
 
 /// Registers the pages under the `/console` scope.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/insights", web::get().to(pages::overview))
-        .route("/insights/versions", web::get().to(pages::versions))
+    cfg.route("/insights", web::get().to(overview::overview))
+        .route("/insights/versions", web::get().to(versions::versions))
+        .route("/insights/licences", web::get().to(licences::licences))
+        .route("/insights/raw/{usage_data_id}", web::get().to(installation::raw))
         .route("/insights/backport", web::get().to(pages::backport))
         .route("/insights/metrics", web::get().to(pages::metrics))
         .route("/insights/vulnerable", web::get().to(pages::vulnerable))
-        .route("/insights/installation", web::get().to(pages::installation));
+        .route(
+            "/insights/installation",
+            web::get().to(installation::installation),
+        );
 }
 
 /// One filter field of a page's GET form.
@@ -170,12 +179,13 @@ pub(crate) struct PageContent {
     sections: Vec<Section>,
 }
 
-const SUBNAV: [(&str, &str); 5] = [
+const SUBNAV: [(&str, &str); 6] = [
     ("/console/insights", "Overview"),
     ("/console/insights/versions", "Versions"),
     ("/console/insights/backport", "Backport report"),
     ("/console/insights/metrics", "Metrics"),
     ("/console/insights/vulnerable", "Vulnerable installations"),
+    ("/console/insights/licences", "Licences"),
 ];
 
 fn render(user: &ConsoleUser, content: PageContent) -> HttpResponse {

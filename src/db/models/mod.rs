@@ -5,6 +5,7 @@ pub mod console;
 pub mod erasure;
 pub mod insights;
 pub mod insights_queries;
+pub(crate) mod insights_fleet;
 pub mod release_changes;
 pub mod releases;
 pub mod retention;

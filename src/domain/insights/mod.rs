@@ -11,3 +11,5 @@ pub mod special;
 pub mod tier;
 pub mod time_frame;
 pub mod versions_behind;
+pub(crate) mod activity;
+pub(crate) mod licence;

@@ -28,6 +28,16 @@ pub fn minors_behind(releases: &[Release], version: &Version, at: NaiveDate) -> 
     Some(lines.iter().filter(|line| **line > own).count() as u32)
 }
 
+/// The newest release line among the releases published on or before `at` (the default
+/// "version X" of the penetration chart).
+pub(crate) fn latest_line(releases: &[Release], at: NaiveDate) -> Option<(u64, u64)> {
+    releases
+        .iter()
+        .filter(|r| r.released_on <= at)
+        .map(|r| r.version.line())
+        .max()
+}
+
 /// Days from the release of exactly `version` to `at` (never negative).
 pub fn days_behind(releases: &[Release], version: &Version, at: NaiveDate) -> Option<i64> {
     let own = releases.iter().find(|r| r.version == *version)?;
@@ -84,6 +94,8 @@ mod tests {
             ),
             Some(0)
         );
+        assert_eq!(latest_line(&table, day("2025-06-01")), Some((18, 0)));
+        assert_eq!(latest_line(&table, day("2020-06-01")), None);
         assert_eq!(days_behind(&table, &v, day("2025-04-27")), Some(10));
         assert_eq!(days_behind(&table, &v, day("2025-04-01")), Some(0));
         assert_eq!(

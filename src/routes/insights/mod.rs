@@ -2,9 +2,15 @@
 //! Access: a token with scope `insights:read` (`PRIVATE-TOKEN` or `Authorization: Bearer`)
 //! or a console session of an analyst (or a higher role).
 
+mod fleet;
 pub mod output;
 pub mod params;
 pub mod pseudonymise;
+
+pub(crate) use fleet::{
+    licence_params, load_raw, parse_id, penetration_version, LICENCE_PARAMS, PENETRATION_PARAMS,
+    PLAIN_SERIES,
+};
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -41,7 +47,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/insights/versions", web::get().to(versions))
         .route("/insights/backport", web::get().to(backport))
         .route("/insights/installation", web::get().to(installation))
-        .route("/insights/vulnerable", web::get().to(vulnerable));
+        .route("/insights/vulnerable", web::get().to(vulnerable))
+        .configure(fleet::routes);
 }
 
 /// 401 without credentials, 403 with a token of another scope or a session below analyst.

@@ -1,0 +1,165 @@
+//! Reads behind the fleet views of the insights pages (activity, sources, versions behind,
+//! licences, raw payloads). Each is bounded by a period range, a window, or a given id set
+//! (looked up in chunks), never by the store's whole history.
+
+use chrono::{NaiveDate, NaiveDateTime};
+use diesel::dsl::min;
+use diesel::prelude::*;
+
+use crate::db::schema::{
+    insights_installations, insights_periods, metric_keys, usage_data, usage_data_metrics,
+    version_checks,
+};
+use crate::db::{AnyConnection, DbError};
+use crate::with_conn;
+
+/// Ids per `IN (…)` list.
+const IDS_PER_LOOKUP: usize = 5_000;
+
+/// Each installation's first period with a submission: `(installation_id, period_start)`.
+pub(crate) fn first_periods(
+    conn: &mut AnyConnection,
+    kind: &str,
+    ids: &[i64],
+) -> Result<Vec<(i64, NaiveDate)>, DbError> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(IDS_PER_LOOKUP) {
+        let rows: Vec<(i64, Option<NaiveDate>)> = with_conn!(conn, |c| insights_periods::table
+            .filter(insights_periods::period_kind.eq(kind))
+            .filter(insights_periods::installation_id.eq_any(chunk))
+            .group_by(insights_periods::installation_id)
+            .select((
+                insights_periods::installation_id,
+                min(insights_periods::period_start),
+            ))
+            .load(c))?;
+        out.extend(rows.into_iter().filter_map(|(id, p)| Some((id, p?))));
+    }
+    Ok(out)
+}
+
+/// The first period in which any installation of each hostname sent a submission.
+pub(crate) fn first_periods_by_hostname(
+    conn: &mut AnyConnection,
+    kind: &str,
+    hosts: &[String],
+) -> Result<Vec<(String, NaiveDate)>, DbError> {
+    let mut out = Vec::with_capacity(hosts.len());
+    for chunk in hosts.chunks(IDS_PER_LOOKUP) {
+        let rows: Vec<(String, Option<NaiveDate>)> = with_conn!(conn, |c| insights_periods::table
+            .inner_join(
+                insights_installations::table
+                    .on(insights_installations::id.eq(insights_periods::installation_id)),
+            )
+            .filter(insights_periods::period_kind.eq(kind))
+            .filter(insights_installations::hostname.eq_any(chunk))
+            .group_by(insights_installations::hostname)
+            .select((
+                insights_installations::hostname,
+                min(insights_periods::period_start),
+            ))
+            .load(c))?;
+        out.extend(rows.into_iter().filter_map(|(h, p)| Some((h, p?))));
+    }
+    Ok(out)
+}
+
+/// Version checks with a Referer host on days in `[from, to)`: `(host, day, version, last_seen)`.
+pub(crate) fn list_check_days(
+    conn: &mut AnyConnection,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<Vec<(String, NaiveDate, String, NaiveDateTime)>, DbError> {
+    Ok(with_conn!(conn, |c| version_checks::table
+        .filter(version_checks::day.ge(from))
+        .filter(version_checks::day.lt(to))
+        .filter(version_checks::host.ne(""))
+        .select((
+            version_checks::host,
+            version_checks::day,
+            version_checks::version,
+            version_checks::last_seen,
+        ))
+        .load(c))?)
+}
+
+/// The licence fields of one submission, as the summary row keeps them.
+#[derive(Debug, Clone, PartialEq, Queryable)]
+pub(crate) struct LicenceFields {
+    /// `usage_data.id`.
+    pub(crate) usage_data_id: i64,
+    /// `edition` (decides the tier with the expiry).
+    pub(crate) edition: Option<String>,
+    /// `active_user_count`.
+    pub(crate) active_user_count: Option<i64>,
+    /// `historical_max_users`.
+    pub(crate) historical_max_users: Option<i64>,
+    /// `license_plan`.
+    pub(crate) license_plan: Option<String>,
+    /// `license_trial`.
+    pub(crate) license_trial: Option<bool>,
+    /// `license_expires_at`.
+    pub(crate) license_expires_at: Option<NaiveDate>,
+    /// `license_user_count` (seats).
+    pub(crate) license_user_count: Option<i64>,
+}
+
+/// The licence fields of the given submissions (any order; ids no longer stored are absent).
+pub(crate) fn list_licence_fields(
+    conn: &mut AnyConnection,
+    ids: &[i64],
+) -> Result<Vec<LicenceFields>, DbError> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(IDS_PER_LOOKUP) {
+        let rows: Vec<LicenceFields> = with_conn!(conn, |c| usage_data::table
+            .filter(usage_data::id.eq_any(chunk))
+            .select((
+                usage_data::id,
+                usage_data::edition,
+                usage_data::active_user_count,
+                usage_data::historical_max_users,
+                usage_data::license_plan,
+                usage_data::license_trial,
+                usage_data::license_expires_at,
+                usage_data::license_user_count,
+            ))
+            .load(c))?;
+        out.extend(rows);
+    }
+    Ok(out)
+}
+
+/// The `license_add_ons.*` leaves of the given submissions: `(usage_data_id, add-on, value)`.
+pub(crate) fn list_add_ons(
+    conn: &mut AnyConnection,
+    ids: &[i64],
+) -> Result<Vec<(i64, String, f64)>, DbError> {
+    let keys: Vec<(i64, String)> = with_conn!(conn, |c| metric_keys::table
+        .filter(metric_keys::key_path.like("license\\_add\\_ons.%").escape('\\'))
+        .select((metric_keys::id, metric_keys::key_path))
+        .load(c))?;
+    if keys.is_empty() || ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let key_ids: Vec<i64> = keys.iter().map(|(id, _)| *id).collect();
+    let mut out = Vec::new();
+    for chunk in ids.chunks(IDS_PER_LOOKUP) {
+        let rows: Vec<(i64, i64, f64)> = with_conn!(conn, |c| usage_data_metrics::table
+            .filter(usage_data_metrics::key_id.eq_any(&key_ids))
+            .filter(usage_data_metrics::usage_data_id.eq_any(chunk))
+            .select((
+                usage_data_metrics::usage_data_id,
+                usage_data_metrics::key_id,
+                usage_data_metrics::value,
+            ))
+            .load(c))?;
+        for (id, key, value) in rows {
+            if let Some((_, path)) = keys.iter().find(|(k, _)| *k == key) {
+                let name = path.strip_prefix("license_add_ons.").unwrap_or(path);
+                out.push((id, name.to_owned(), value));
+            }
+        }
+    }
+    out.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    Ok(out)
+}
