@@ -31,7 +31,17 @@ const ENDPOINTS: &[&str] = &[
     "/api/v1/insights/metrics/counts.issues?period=month",
     "/api/v1/insights/versions?period=month",
     "/api/v1/insights/backport?days=28",
+    "/api/v1/insights/overview/activity?period=month",
+    "/api/v1/insights/overview/sources?period=month",
+    "/api/v1/insights/versions/penetration?period=month",
+    "/api/v1/insights/versions/behind?period=month",
+    "/api/v1/insights/versions/vulnerable_share?period=month",
+    "/api/v1/insights/versions/sources?period=month",
+    "/api/v1/insights/licences/utilisation?period=month",
 ];
+
+/// The licence list: its rows carry `uuid` and `hostname` (pz-2 is on a trial licence).
+const LICENCES: &str = "/api/v1/insights/licences?list=trials&days=28";
 
 async fn get(app: &TestApp, token: &str, path: &str) -> (u16, String) {
     let response = app
@@ -55,7 +65,7 @@ async fn traffic(app: &TestApp) {
         ("pz-2", "vuln-two.example", "18.7.1"),
     ] {
         let body = minimal_with(json!({"uuid": uuid, "hostname": host, "version": version,
-            "recorded_at": recent, "counts": {"issues": 3}}));
+            "recorded_at": recent, "counts": {"issues": 3}, "license_trial": uuid == "pz-2"}));
         assert_eq!(post_json(app, body).await.status(), 201);
     }
     let response = app
@@ -147,6 +157,32 @@ async fn pseudonymised_insights_hide_every_identifier_and_keep_everything_else()
     // vulnerable: 3 hostnames and 2 uuids; installation: its uuid and hostname.
     assert_eq!(hidden_total, 7, "every identifier was seen and hidden");
 
+    // The licence list: pz-2's uuid and hostname, in JSON and in the first two CSV columns.
+    let (_, clear) = get(&app, &token, LICENCES).await;
+    let (status, hidden) = get(&app, &token, &format!("{LICENCES}&pseudonymise=true")).await;
+    assert_eq!(status, 200, "{hidden}");
+    let (clear, hidden): (Value, Value) = (
+        serde_json::from_str(&clear).unwrap(),
+        serde_json::from_str(&hidden).unwrap(),
+    );
+    assert_eq!(clear["rows"][0]["uuid"], "pz-2", "{clear}");
+    assert_eq!(compare(&clear, &hidden, LICENCES), 2);
+    let (_, clear_csv) = get(&app, &token, &format!("{LICENCES}&format=csv")).await;
+    let (_, hidden_csv) = get(
+        &app,
+        &token,
+        &format!("{LICENCES}&format=csv&pseudonymise=true"),
+    )
+    .await;
+    let (clear_lines, hidden_lines): (Vec<&str>, Vec<&str>) =
+        (clear_csv.lines().collect(), hidden_csv.lines().collect());
+    assert_eq!(clear_lines.len(), 2, "{clear_csv}");
+    assert_eq!(clear_lines[0], hidden_lines[0]);
+    let expected = clear_lines[1]
+        .replacen("pz-2", &hmac_hex("pz-2"), 1)
+        .replacen("vuln-two.example", &hmac_hex("vuln-two.example"), 1);
+    assert_eq!(hidden_lines[1], expected);
+
     // CSV: the same, cell by cell.
     let (_, clear) = get(
         &app,
@@ -202,7 +238,7 @@ async fn pseudonymised_insights_hide_every_identifier_and_keep_everything_else()
 async fn pseudonymise_without_a_key_or_with_a_bad_value_is_a_400() {
     let app = TestApp::spawn().await;
     let token = app.token(Scope::InsightsRead);
-    for path in ENDPOINTS {
+    for path in ENDPOINTS.iter().chain(&[LICENCES]) {
         for format in ["json", "csv"] {
             let (status, body) = get(
                 &app,

@@ -4,7 +4,9 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use std::collections::BTreeMap;
 
-use super::filters::{period_label, range_of, range_query, read, series_fields, stacked, store_error};
+use super::filters::{
+    period_label, range_of, range_query, read, series_fields, stacked, store_error,
+};
 use super::overview::{complete_text, percent};
 use super::{query_of, render, Cell, Field, PageContent, Section};
 use crate::console::auth::{ConsoleError, ConsoleUser, Role};
@@ -63,14 +65,18 @@ pub async fn versions(
             Ok((
                 report::versions(conn, &range)?,
                 report::vulnerable_share(conn, &table, &range)?,
-                x.map(|x| fleet::penetration(conn, &range, &x)).transpose()?,
+                x.map(|x| fleet::penetration(conn, &range, &x))
+                    .transpose()?,
                 fleet::behind(conn, table.releases(), &range)?,
                 fleet::version_sources(conn, &range)?,
             ))
         })
         .await
         .map_err(store_error)?;
-    let top = top_lines(rows.iter().map(|r| (r.minor.as_str(), r.installations as u64)));
+    let top = top_lines(
+        rows.iter()
+            .map(|r| (r.minor.as_str(), r.installations as u64)),
+    );
     let points: Vec<(String, String, f64)> = rows
         .iter()
         .map(|r| {
@@ -227,7 +233,10 @@ fn penetration_section(range: &Range, x: &Version, rows: &[PenetrationRow]) -> S
         ("period", range.kind.as_str()),
         ("from", &from),
         ("to", &to),
-        ("include_internal", if range.include_internal { "true" } else { "" }),
+        (
+            "include_internal",
+            if range.include_internal { "true" } else { "" },
+        ),
         ("version", &x_text),
     ]);
     let mut s = Section::new(
@@ -277,7 +286,11 @@ fn behind_section(range: &Range, rows: &[BehindRow], query: &str) -> Section {
                 Some(n) if n >= 4 => "4 or more minors behind".into(),
                 other => behind_label(other),
             };
-            (period_label(r.period, r.complete), series, r.installations as f64)
+            (
+                period_label(r.period, r.complete),
+                series,
+                r.installations as f64,
+            )
         })
         .collect();
     let chart = stacked(

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::output::{respond, text, CsvRow};
 use super::params::Params;
+use super::pseudonymise;
 use super::{require_access, SeriesMeta, MAX_BACKPORT_DAYS};
 use crate::console::auth::Role;
 use crate::domain::insights::versions_behind::latest_line;
@@ -22,18 +23,31 @@ use crate::state::AppState;
 /// Parameters of the period series without `by`.
 pub(crate) const PLAIN_SERIES: &[&str] = &["period", "from", "to", "include_internal", "format"];
 /// Parameters of the penetration series.
-pub(crate) const PENETRATION_PARAMS: &[&str] =
-    &["period", "from", "to", "include_internal", "version", "format"];
+pub(crate) const PENETRATION_PARAMS: &[&str] = &[
+    "period",
+    "from",
+    "to",
+    "include_internal",
+    "version",
+    "format",
+];
 /// Parameters of the licence lists.
-pub(crate) const LICENCE_PARAMS: &[&str] = &["list", "within", "days", "include_internal", "format"];
+pub(crate) const LICENCE_PARAMS: &[&str] =
+    &["list", "within", "days", "include_internal", "format"];
 
 /// Registers the fleet endpoints (called from the insights route table).
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/insights/overview/activity", web::get().to(activity))
-        .route("/insights/overview/sources", web::get().to(overview_sources))
+        .route(
+            "/insights/overview/sources",
+            web::get().to(overview_sources),
+        )
         .route("/insights/versions/penetration", web::get().to(penetration))
         .route("/insights/versions/behind", web::get().to(behind))
-        .route("/insights/versions/vulnerable_share", web::get().to(vulnerable_share))
+        .route(
+            "/insights/versions/vulnerable_share",
+            web::get().to(vulnerable_share),
+        )
         .route("/insights/versions/sources", web::get().to(version_sources))
         .route("/insights/licences/utilisation", web::get().to(utilisation))
         .route("/insights/licences", web::get().to(licence_list))
@@ -49,18 +63,29 @@ fn meta(range: &Range, capped: &Option<String>) -> SeriesMeta {
     }
 }
 
-/// Reads a period series request without `by`.
-fn series(req: &HttpRequest, allowed: &[&str]) -> Result<(Params, Range, Option<String>), ApiError> {
-    let params = Params::parse(req.query_string(), allowed)?;
+/// Reads a period series request without `by`. These series carry no identifier, so
+/// `pseudonymise` is accepted (every insights endpoint takes it) and only validated.
+fn series(
+    state: &AppState,
+    req: &HttpRequest,
+    allowed: &[&str],
+) -> Result<(Params, Range, Option<String>), ApiError> {
+    let params = Params::parse(req.query_string(), &pseudonymise::with_param(allowed))?;
+    pseudonymise::requested(&params, &state.settings)?;
     let (range, capped) = params.range(Utc::now().date_naive())?;
     Ok((params, range, capped))
 }
 
 async fn activity(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     require_access(&state, &req).await?;
-    let (params, range, capped) = series(&req, PLAIN_SERIES)?;
+    let (params, range, capped) = series(&state, &req, PLAIN_SERIES)?;
     let rows = state.db.run(move |c| fleet::activity(c, &range)).await?;
-    respond(params.format()?, &rows, meta(&range, &capped), capped.as_deref())
+    respond(
+        params.format()?,
+        &rows,
+        meta(&range, &capped),
+        capped.as_deref(),
+    )
 }
 
 async fn overview_sources(
@@ -68,12 +93,17 @@ async fn overview_sources(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     require_access(&state, &req).await?;
-    let (params, range, capped) = series(&req, PLAIN_SERIES)?;
+    let (params, range, capped) = series(&state, &req, PLAIN_SERIES)?;
     let rows = state
         .db
         .run(move |c| fleet::overview_sources(c, &range))
         .await?;
-    respond(params.format()?, &rows, meta(&range, &capped), capped.as_deref())
+    respond(
+        params.format()?,
+        &rows,
+        meta(&range, &capped),
+        capped.as_deref(),
+    )
 }
 
 /// Version X of the penetration chart: `version` (`18.8` means `18.8.0`), by default the
@@ -99,26 +129,39 @@ pub(crate) fn penetration_version(params: &Params, state: &AppState) -> Result<V
     }
 }
 
-async fn penetration(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+async fn penetration(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     require_access(&state, &req).await?;
-    let (params, range, capped) = series(&req, PENETRATION_PARAMS)?;
+    let (params, range, capped) = series(&state, &req, PENETRATION_PARAMS)?;
     let version = penetration_version(&params, &state)?;
     let rows = state
         .db
         .run(move |c| fleet::penetration(c, &range, &version))
         .await?;
-    respond(params.format()?, &rows, meta(&range, &capped), capped.as_deref())
+    respond(
+        params.format()?,
+        &rows,
+        meta(&range, &capped),
+        capped.as_deref(),
+    )
 }
 
 async fn behind(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     require_access(&state, &req).await?;
-    let (params, range, capped) = series(&req, PLAIN_SERIES)?;
+    let (params, range, capped) = series(&state, &req, PLAIN_SERIES)?;
     let table = state.releases.current();
     let rows = state
         .db
         .run(move |c| fleet::behind(c, table.releases(), &range))
         .await?;
-    respond(params.format()?, &rows, meta(&range, &capped), capped.as_deref())
+    respond(
+        params.format()?,
+        &rows,
+        meta(&range, &capped),
+        capped.as_deref(),
+    )
 }
 
 async fn vulnerable_share(
@@ -126,13 +169,18 @@ async fn vulnerable_share(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     require_access(&state, &req).await?;
-    let (params, range, capped) = series(&req, PLAIN_SERIES)?;
+    let (params, range, capped) = series(&state, &req, PLAIN_SERIES)?;
     let table = state.releases.current();
     let rows = state
         .db
         .run(move |c| report::vulnerable_share(c, &table, &range))
         .await?;
-    respond(params.format()?, &rows, meta(&range, &capped), capped.as_deref())
+    respond(
+        params.format()?,
+        &rows,
+        meta(&range, &capped),
+        capped.as_deref(),
+    )
 }
 
 async fn version_sources(
@@ -140,22 +188,35 @@ async fn version_sources(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     require_access(&state, &req).await?;
-    let (params, range, capped) = series(&req, PLAIN_SERIES)?;
+    let (params, range, capped) = series(&state, &req, PLAIN_SERIES)?;
     let rows = state
         .db
         .run(move |c| fleet::version_sources(c, &range))
         .await?;
-    respond(params.format()?, &rows, meta(&range, &capped), capped.as_deref())
+    respond(
+        params.format()?,
+        &rows,
+        meta(&range, &capped),
+        capped.as_deref(),
+    )
 }
 
-async fn utilisation(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+async fn utilisation(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     require_access(&state, &req).await?;
-    let (params, range, capped) = series(&req, PLAIN_SERIES)?;
+    let (params, range, capped) = series(&state, &req, PLAIN_SERIES)?;
     let rows = state
         .db
         .run(move |c| licences::utilisation(c, &range))
         .await?;
-    respond(params.format()?, &rows, meta(&range, &capped), capped.as_deref())
+    respond(
+        params.format()?,
+        &rows,
+        meta(&range, &capped),
+        capped.as_deref(),
+    )
 }
 
 /// A whole-number parameter in `1..=max`.
@@ -190,15 +251,26 @@ pub(crate) fn licence_params(params: &Params) -> Result<(LicenceList, i64, bool)
     Ok((which, days, params.include_internal()?))
 }
 
-async fn licence_list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+async fn licence_list(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     require_access(&state, &req).await?;
-    let params = Params::parse(req.query_string(), LICENCE_PARAMS)?;
+    let params = Params::parse(
+        req.query_string(),
+        &pseudonymise::with_param(LICENCE_PARAMS),
+    )?;
     let format = params.format()?;
     let (which, days, include_internal) = licence_params(&params)?;
+    let hide = pseudonymise::requested(&params, &state.settings)?;
     let rows = state
         .db
         .run(move |c| licences::list(c, Utc::now().naive_utc(), days, include_internal, which))
         .await?;
+    let rows = match hide {
+        Some(key) => pseudonymise::licences(rows, &key),
+        None => rows,
+    };
     #[derive(Serialize)]
     struct Meta {
         list: &'static str,
@@ -225,8 +297,13 @@ async fn raw(
             "raw payloads need an admin's console session; tokens cannot read them".into(),
         ));
     }
-    crate::console::auth::authorize_api(&req, &state, Role::Admin, crate::auth::Scope::InsightsRead)
-        .await?;
+    crate::console::auth::authorize_api(
+        &req,
+        &state,
+        Role::Admin,
+        crate::auth::Scope::InsightsRead,
+    )
+    .await?;
     Params::parse(req.query_string(), &[])?;
     let id = parse_id(&path)?;
     let payload = load_raw(&state, id).await?;
@@ -237,20 +314,20 @@ async fn raw(
     }
     Ok(HttpResponse::Ok()
         .insert_header((actix_web::http::header::CACHE_CONTROL, "private, no-store"))
-        .json(Raw { usage_data_id: id, payload }))
+        .json(Raw {
+            usage_data_id: id,
+            payload,
+        }))
 }
 
 /// A submission id from the path.
 pub(crate) fn parse_id(text: &str) -> Result<i64, ApiError> {
-    text.parse::<i64>()
-        .ok()
-        .filter(|n| *n > 0)
-        .ok_or_else(|| {
-            ApiError::BadRequest(format!(
-                "`usage_data_id` must be a positive whole number, got `{}`",
-                text.chars().take(40).collect::<String>()
-            ))
-        })
+    text.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+        ApiError::BadRequest(format!(
+            "`usage_data_id` must be a positive whole number, got `{}`",
+            text.chars().take(40).collect::<String>()
+        ))
+    })
 }
 
 /// The stored payload of a submission as JSON (a non-JSON body as a JSON string); 404 when
@@ -265,8 +342,9 @@ pub(crate) async fn load_raw(state: &AppState, id: i64) -> Result<serde_json::Va
                 "no raw payload for submission {id} (never received, or removed by retention)"
             ))
         })?;
-    Ok(serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())))
+    Ok(serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+        serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
+    }))
 }
 
 fn opt<T: ToString>(value: &Option<T>) -> String {
@@ -275,7 +353,13 @@ fn opt<T: ToString>(value: &Option<T>) -> String {
 
 impl CsvRow for ActivityRow {
     const HEADER: &'static [&'static str] = &[
-        "period", "active", "new", "returning", "reactivated", "churned", "complete",
+        "period",
+        "active",
+        "new",
+        "returning",
+        "reactivated",
+        "churned",
+        "complete",
     ];
     fn cells(&self) -> Vec<String> {
         vec![
@@ -315,7 +399,12 @@ impl CsvRow for SourcesRow {
 
 impl CsvRow for VersionSourcesRow {
     const HEADER: &'static [&'static str] = &[
-        "period", "minor", "service_ping", "version_check_only", "total", "complete",
+        "period",
+        "minor",
+        "service_ping",
+        "version_check_only",
+        "total",
+        "complete",
     ];
     fn cells(&self) -> Vec<String> {
         vec![
@@ -331,7 +420,12 @@ impl CsvRow for VersionSourcesRow {
 
 impl CsvRow for PenetrationRow {
     const HEADER: &'static [&'static str] = &[
-        "period", "version", "installations", "at_or_above", "share", "complete",
+        "period",
+        "version",
+        "installations",
+        "at_or_above",
+        "share",
+        "complete",
     ];
     fn cells(&self) -> Vec<String> {
         vec![
@@ -346,7 +440,8 @@ impl CsvRow for PenetrationRow {
 }
 
 impl CsvRow for BehindRow {
-    const HEADER: &'static [&'static str] = &["period", "minors_behind", "installations", "complete"];
+    const HEADER: &'static [&'static str] =
+        &["period", "minors_behind", "installations", "complete"];
     fn cells(&self) -> Vec<String> {
         vec![
             self.period.to_string(),
@@ -358,7 +453,8 @@ impl CsvRow for BehindRow {
 }
 
 impl CsvRow for VulnerableShareRow {
-    const HEADER: &'static [&'static str] = &["period", "installations", "danger", "critical", "complete"];
+    const HEADER: &'static [&'static str] =
+        &["period", "installations", "danger", "critical", "complete"];
     fn cells(&self) -> Vec<String> {
         vec![
             self.period.to_string(),

@@ -6,6 +6,7 @@
 use crate::config::Settings;
 use crate::domain::pseudonym::SecretKey;
 use crate::error::ApiError;
+use crate::insights::licences::LicenceRow;
 use crate::insights::report::{InstallationReport, VulnerableRow};
 
 use super::params::Params;
@@ -59,6 +60,17 @@ pub(crate) fn vulnerable(rows: Vec<VulnerableRow>, key: &SecretKey) -> Vec<Vulne
         .map(|row| VulnerableRow {
             hostname: hide(key, &row.hostname),
             uuid: row.uuid.as_deref().map(|u| hide(key, u)),
+            ..row
+        })
+        .collect()
+}
+
+/// The licence list with uuids and hostnames pseudonymised, rows in the same order.
+pub(crate) fn licences(rows: Vec<LicenceRow>, key: &SecretKey) -> Vec<LicenceRow> {
+    rows.into_iter()
+        .map(|row| LicenceRow {
+            uuid: hide(key, &row.uuid),
+            hostname: hide(key, &row.hostname),
             ..row
         })
         .collect()
