@@ -269,8 +269,18 @@ async fn a_mirror_follows_its_upstream_and_its_verdicts_change() {
         check(&upstream, "19.1.1").await
     );
 
-    // 6. A local addition on the mirror stays when the upstream does not list it.
+    // 6. A local addition on the mirror stays when the upstream does not list it; a local
+    //    edit of a field the upstream carries is overwritten by the next sync (upstream wins).
     let mirror_token = mirror.token(Scope::ReleasesWrite);
+    let edited = mirror
+        .client
+        .patch(mirror.url("/api/v1/versions/19.1.2"))
+        .bearer_auth(&mirror_token)
+        .json(&json!({"security": "critical", "details": "edited on the mirror"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(edited.status(), 200);
     let local = mirror
         .post_release(
             &mirror_token,
@@ -285,8 +295,21 @@ async fn a_mirror_follows_its_upstream_and_its_verdicts_change() {
     )
     .await;
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(all_versions(&mirror)
-        .await
-        .iter()
-        .any(|r| r["version"] == "88.0.0"));
+    let listed = all_versions(&mirror).await;
+    assert!(listed.iter().any(|r| r["version"] == "88.0.0"));
+    let ours = listed.iter().find(|r| r["version"] == "19.1.2").unwrap();
+    assert_eq!(ours["details"], "Patch now.", "upstream wins for details");
+    let newest = &history(&mirror, "19.1.2").await[0];
+    assert_eq!(
+        (
+            newest["via"].as_str(),
+            newest["old"].as_str(),
+            newest["new"].as_str()
+        ),
+        (
+            Some("sync"),
+            Some("edited on the mirror"),
+            Some("Patch now.")
+        )
+    );
 }
