@@ -145,7 +145,7 @@ fn run_store_command(settings: Settings, command: Command) -> anyhow::Result<()>
             }
         }
         Command::Releases(command) => {
-            crate::cli_releases::run(&mut conn, command, &mut out, &settings)?
+            crate::cli_releases::run(&mut conn, command, &mut out, &settings)?;
         }
         Command::Token(TokenCommand::Create { scope, name }) => {
             let scope: Scope = scope.parse().map_err(anyhow::Error::msg)?;

@@ -87,6 +87,31 @@ pub fn sample(metrics: &str, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// `promtool check metrics` accepts the page (names, help, types, lint).
+fn promtool_accepts(text: &str) {
+    use std::io::Write;
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool is installed (.ci/setup.d/promtool.sh)");
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let output = promtool.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 #[tokio::test]
 async fn a_mirror_follows_its_upstream_and_its_verdicts_change() {
     let upstream = TestApp::spawn().await;
@@ -159,8 +184,8 @@ async fn a_mirror_follows_its_upstream_and_its_verdicts_change() {
         "newest first: raised, then created"
     );
 
-    // 4. /metrics: runs counted, a recent success, and the series are clean for promtool
-    //    (tested elsewhere); /-/ready stays ready.
+    // 4. /metrics: runs counted, a recent success, and the page (with the sync series) is
+    //    clean for promtool; /-/ready stays ready.
     let metrics = mirror.get("/metrics").await.text().await.unwrap();
     assert!(
         sample(
@@ -184,11 +209,29 @@ async fn a_mirror_follows_its_upstream_and_its_verdicts_change() {
         0.0
     );
     assert!(metrics.contains("version_app_job_runs_total{job=\"release_sync\",outcome=\"ok\"}"));
+    promtool_accepts(&metrics);
     assert_eq!(mirror.get("/-/ready").await.status(), 200);
 
     // 5. The CLI verb, into an empty store: it prints what it applied, then a second run
     //    applies nothing; the result lists exactly what the upstream lists.
     let fresh = TestDb::new();
+    let dry = cli(
+        &fresh.url,
+        &["releases", "sync", "--from", &upstream.address, "--dry-run"],
+        &[],
+    )
+    .await;
+    assert!(dry.status.success(), "{}", stderr(&dry));
+    assert!(
+        stdout(&dry).contains("dry run: nothing was saved"),
+        "{}",
+        stdout(&dry)
+    );
+    assert!(
+        stdout(&dry).contains("19.1.2 security: (none) -> critical"),
+        "{}",
+        stdout(&dry)
+    );
     let out = cli(
         &fresh.url,
         &["releases", "sync", "--from", &upstream.address],
@@ -226,8 +269,18 @@ async fn a_mirror_follows_its_upstream_and_its_verdicts_change() {
         check(&upstream, "19.1.1").await
     );
 
-    // 6. A local addition on the mirror stays when the upstream does not list it.
+    // 6. A local addition on the mirror stays when the upstream does not list it; a local
+    //    edit of a field the upstream carries is overwritten by the next sync (upstream wins).
     let mirror_token = mirror.token(Scope::ReleasesWrite);
+    let edited = mirror
+        .client
+        .patch(mirror.url("/api/v1/versions/19.1.2"))
+        .bearer_auth(&mirror_token)
+        .json(&json!({"security": "critical", "details": "edited on the mirror"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(edited.status(), 200);
     let local = mirror
         .post_release(
             &mirror_token,
@@ -242,8 +295,21 @@ async fn a_mirror_follows_its_upstream_and_its_verdicts_change() {
     )
     .await;
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(all_versions(&mirror)
-        .await
-        .iter()
-        .any(|r| r["version"] == "88.0.0"));
+    let listed = all_versions(&mirror).await;
+    assert!(listed.iter().any(|r| r["version"] == "88.0.0"));
+    let ours = listed.iter().find(|r| r["version"] == "19.1.2").unwrap();
+    assert_eq!(ours["details"], "Patch now.", "upstream wins for details");
+    let newest = &history(&mirror, "19.1.2").await[0];
+    assert_eq!(
+        (
+            newest["via"].as_str(),
+            newest["old"].as_str(),
+            newest["new"].as_str()
+        ),
+        (
+            Some("sync"),
+            Some("edited on the mirror"),
+            Some("Patch now.")
+        )
+    );
 }

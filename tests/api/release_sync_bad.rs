@@ -345,8 +345,10 @@ async fn bad_upstreams_change_nothing_and_name_the_reason() {
         long,
     )
     .await;
-    // Allowed (by flag, then it is audited with a note saying so).
-    let out = cli(
+    // Allowed by the flag in a dry run (nothing saved), then by the setting the job reads:
+    // applied, and audited with a note saying so.
+    let before = state_of(&mirror).await;
+    let dry = cli(
         &mirror.db.url,
         &[
             "releases",
@@ -354,8 +356,22 @@ async fn bad_upstreams_change_nothing_and_name_the_reason() {
             "--from",
             &downgrading,
             "--allow-downgrade",
+            "--dry-run",
         ],
         &[],
+    )
+    .await;
+    assert!(dry.status.success(), "{}", stderr(&dry));
+    assert!(
+        stdout(&dry).contains(&format!("{version} security: critical -> non_critical")),
+        "{}",
+        stdout(&dry)
+    );
+    assert_eq!(state_of(&mirror).await, before, "a dry run saves nothing");
+    let out = cli(
+        &mirror.db.url,
+        &["releases", "sync", "--from", &downgrading],
+        &[("VERSION_APP_RELEASE_SYNC_ALLOW_DOWNGRADE", "true")],
     )
     .await;
     assert!(out.status.success(), "{}", stderr(&out));
