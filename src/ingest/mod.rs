@@ -198,9 +198,9 @@ impl Ingest {
         self.queue
             .send(Job { submission, reply })
             .await
-            .map_err(|_| ApiError::Unavailable)?;
+            .map_err(|_| ApiError::Unavailable(None))?;
         self.metrics.queue_depth.inc();
-        answer.await.map_err(|_| ApiError::Unavailable)?
+        answer.await.map_err(|_| ApiError::Unavailable(None))?
     }
 
     /// Registers the ingest path's background jobs: the DevOps-leaders recomputation (a
@@ -291,7 +291,7 @@ impl Writer {
             }
             // One bad payload must not fail the others of its group: store them one by one.
             Err(err) if !err.is_unavailable() && submissions.len() > 1 => {
-                tracing::warn!(error.cause = %err, batch.size = submissions.len(),
+                tracing::warn!(error.cause = %crate::error::Chain(&err), batch.size = submissions.len(),
                     "group commit failed; storing its payloads one by one");
                 for (submission, reply) in submissions.into_iter().zip(replies) {
                     let outcome = self
@@ -303,15 +303,16 @@ impl Writer {
             }
             Err(err) => {
                 self.db.note_fault(&err);
-                let message = err.to_string();
+                let message = crate::error::Chain(&err).to_string();
                 let unavailable = err.is_unavailable();
                 if unavailable {
+                    // Logged once for the group; the answers carry no cause to log again.
                     tracing::warn!(error.cause = %message, batch.size = replies.len(),
                         "store unavailable: payloads refused with 503");
                 }
                 for reply in replies {
                     let _ = reply.send(Err(if unavailable {
-                        ApiError::Unavailable
+                        ApiError::Unavailable(None)
                     } else {
                         ApiError::Internal(message.clone())
                     }));
@@ -369,7 +370,7 @@ impl Writer {
             .map(|version| VersionStatus::stamped(version_facts(&table, &version), now))
             .collect();
         if let Err(err) = version_checks::insert_missing_statuses(conn, &statuses) {
-            tracing::warn!(error.cause = %err, "could not record the verdicts of reported versions");
+            tracing::warn!(error.cause = %crate::error::Chain(&err), "could not record the verdicts of reported versions");
         }
     }
 }
