@@ -119,8 +119,8 @@ impl ResponseError for ConsoleError {
             ConsoleError::Unavailable(cause) => {
                 tracing::warn!(error.cause = %Chain(cause), "store unavailable");
                 (
-                "Try again shortly".to_string(),
-                "The store is unavailable at the moment; nothing was changed.".to_string(),
+                    "Try again shortly".to_string(),
+                    "The store is unavailable at the moment; nothing was changed.".to_string(),
                 )
             }
             ConsoleError::Internal(cause) => {

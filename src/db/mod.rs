@@ -245,11 +245,9 @@ impl Db {
                 let path = sqlite_path(&settings.database_url);
                 if let Some(parent) = Path::new(&path).parent() {
                     if !parent.as_os_str().is_empty() {
-                        std::fs::create_dir_all(parent).map_err(|source| {
-                            DbError::CreateDir {
-                                path: parent.to_path_buf(),
-                                source,
-                            }
+                        std::fs::create_dir_all(parent).map_err(|source| DbError::CreateDir {
+                            path: parent.to_path_buf(),
+                            source,
                         })?;
                     }
                 }
@@ -327,8 +325,7 @@ impl Db {
     /// Remembers `err` for readiness when it means the store, not the request, is at fault.
     pub fn note_fault(&self, err: &DbError) {
         if err.is_unavailable() {
-            self.guard
-                .note_fault(&crate::error::Chain(err).to_string());
+            self.guard.note_fault(&crate::error::Chain(err).to_string());
         }
     }
 
@@ -414,7 +411,10 @@ mod tests {
             "relation \"busy_connection_locked\" does not exist",
             "database is locked (extra words)",
         ] {
-            assert!(!query(DatabaseErrorKind::Unknown, message).is_unavailable(), "{message}");
+            assert!(
+                !query(DatabaseErrorKind::Unknown, message).is_unavailable(),
+                "{message}"
+            );
         }
         assert!(!query(DatabaseErrorKind::UniqueViolation, "database is locked").is_unavailable());
         let corrupt = DbError::Corrupt {
