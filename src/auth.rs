@@ -7,7 +7,8 @@ use std::str::FromStr;
 use subtle::ConstantTimeEq;
 
 use crate::db::models::tokens::{self, TokenRow};
-use crate::db::{AnyConnection, DbError};
+use crate::db::{AnyConnection, Db, DbError};
+use crate::error::ApiError;
 
 /// Prefix that makes our tokens recognisable in logs and secret scanners.
 const TOKEN_PREFIX: &str = "vat_";
@@ -93,8 +94,8 @@ pub fn presented_token(req: &actix_web::HttpRequest) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Why a token was refused.
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+/// Why a token was refused, or could not be checked.
+#[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     /// No token was sent.
     #[error("a token is required (form field private_token, or header PRIVATE-TOKEN)")]
@@ -105,6 +106,21 @@ pub enum AuthError {
     /// The token is valid but lacks the scope.
     #[error("the token lacks the scope {0}")]
     Forbidden(&'static str),
+    /// The store could not be asked.
+    #[error(transparent)]
+    Store(#[from] DbError),
+}
+
+/// 401 for a missing or unknown token, 403 for one without the scope, the store's answer
+/// otherwise.
+impl From<AuthError> for ApiError {
+    fn from(err: AuthError) -> Self {
+        match err {
+            AuthError::Store(cause) => cause.into(),
+            AuthError::Forbidden(_) => ApiError::Forbidden(err.to_string()),
+            AuthError::Missing | AuthError::Invalid => ApiError::Unauthorized(err.to_string()),
+        }
+    }
 }
 
 /// Checks a presented token for a scope.
@@ -112,26 +128,44 @@ pub fn authorize(
     conn: &mut AnyConnection,
     presented: Option<&str>,
     scope: Scope,
-) -> Result<Result<TokenRow, AuthError>, DbError> {
+) -> Result<TokenRow, AuthError> {
     let Some(secret) = presented.map(str::trim).filter(|s| !s.is_empty()) else {
-        return Ok(Err(AuthError::Missing));
+        return Err(AuthError::Missing);
     };
     if secret.len() > 256 {
-        return Ok(Err(AuthError::Invalid));
+        return Err(AuthError::Invalid);
     }
     let hash = hash_token(secret);
     let Some(row) = tokens::find_active_by_hash(conn, &hash)? else {
-        return Ok(Err(AuthError::Invalid));
+        return Err(AuthError::Invalid);
     };
     // The lookup matched on the hash already; comparing again in constant time keeps the
     // decision itself free of timing differences whatever the index does.
     if !bool::from(row.token_hash.as_bytes().ct_eq(hash.as_bytes())) {
-        return Ok(Err(AuthError::Invalid));
+        return Err(AuthError::Invalid);
     }
     if row.scope != scope.as_str() {
-        return Ok(Err(AuthError::Forbidden(scope.as_str())));
+        return Err(AuthError::Forbidden(scope.as_str()));
     }
-    Ok(Ok(row))
+    Ok(row)
+}
+
+/// [`authorize`] on the blocking pool, for handlers. A store failure is remembered for
+/// readiness like any other ([`Db::note_fault`]).
+pub async fn authorize_on(
+    db: &Db,
+    presented: Option<String>,
+    scope: Scope,
+) -> Result<TokenRow, AuthError> {
+    let noted = db.clone();
+    // The closure's own error is the store's (no connection); refusals come back inside.
+    db.run(move |conn| Ok(authorize(conn, presented.as_deref(), scope)))
+        .await?
+        .inspect_err(|err| {
+            if let AuthError::Store(cause) = err {
+                noted.note_fault(cause);
+            }
+        })
 }
 
 #[cfg(test)]

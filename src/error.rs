@@ -1,6 +1,6 @@
 //! One error type for JSON handlers, one envelope on the wire:
 //! `{"error": "<code>", "message": "<what is wrong>"}`. A 500 never carries internal text;
-//! its cause is logged once, here, at the boundary.
+//! its cause is logged once, here, at the boundary (so is a store outage's).
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
@@ -38,9 +38,10 @@ pub enum ApiError {
     /// The body's media type is not one this route reads.
     #[error("{0}")]
     UnsupportedMediaType(String),
-    /// The store cannot take the request now; the client should retry later.
+    /// The store cannot take the request now; the client should retry later. Carries the
+    /// store's error when there is one, logged once when the answer is made.
     #[error("the store is unavailable, retry later")]
-    Unavailable,
+    Unavailable(#[source] Option<DbError>),
     /// The server is at capacity (not the store's fault); the client should retry later.
     #[error("{0}")]
     Busy(String),
@@ -81,7 +82,7 @@ impl ApiError {
             ApiError::Unprocessable(_) => "unprocessable_entity",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
-            ApiError::Unavailable => "unavailable",
+            ApiError::Unavailable(_) => "unavailable",
             ApiError::Busy(_) => "busy",
             ApiError::RequestTimeout(_) => "request_timeout",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
@@ -90,13 +91,29 @@ impl ApiError {
     }
 }
 
+/// An error and its chain of sources, `outer: inner: innermost`, for logs.
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
+/// No logging here: the failure is logged once, when the answer is made
+/// ([`ResponseError::error_response`]).
 impl From<DbError> for ApiError {
     fn from(err: DbError) -> Self {
         if err.is_unavailable() {
-            tracing::warn!(error.cause = %err, "store unavailable");
-            ApiError::Unavailable
+            ApiError::Unavailable(Some(err))
         } else {
-            ApiError::Internal(err.to_string())
+            ApiError::Internal(Chain(&err).to_string())
         }
     }
 }
@@ -112,7 +129,7 @@ impl ResponseError for ApiError {
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Unavailable | ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -120,12 +137,17 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        if let ApiError::Internal(cause) = self {
-            tracing::error!(error.cause = %cause, "request failed");
+        // The one log line of a failure (the request logger records only the status).
+        match self {
+            ApiError::Internal(cause) => tracing::error!(error.cause = %cause, "request failed"),
+            ApiError::Unavailable(Some(cause)) => {
+                tracing::warn!(error.cause = %Chain(cause), "store unavailable");
+            }
+            _ => {}
         }
         let mut response = HttpResponse::build(self.status_code());
         match self {
-            ApiError::Unavailable | ApiError::Busy(_) => {
+            ApiError::Unavailable(_) | ApiError::Busy(_) => {
                 response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS.to_string()));
             }
             // The rest of the body is never read: the connection cannot be reused.

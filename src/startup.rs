@@ -104,7 +104,13 @@ impl Application {
             settings.check_buffer_max_keys,
             Duration::from_millis(settings.check_flush_interval_ms),
         ));
-        let ingest = Ingest::start(db.clone(), releases.clone(), &settings, metrics.registry());
+        let ingest = Ingest::start(
+            db.clone(),
+            releases.clone(),
+            &settings,
+            metrics.registry(),
+            &jobs,
+        );
         ingest.register_jobs(&jobs, &settings);
         crate::lifecycle::retention::register_job(&jobs, &metrics, settings.clone());
         crate::insights::register_job(&jobs, &settings);

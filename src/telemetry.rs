@@ -49,10 +49,8 @@ impl RootSpanBuilder for PrivateRootSpan {
         };
         span.record("http.status", status.as_u16());
         let _entered = span.enter();
-        if status.is_server_error() {
-            tracing::event!(Level::WARN, http.status = status.as_u16(), "request failed");
-        } else {
-            tracing::event!(Level::INFO, http.status = status.as_u16(), "request done");
-        }
+        // The access record only: a failure's cause is logged once, where the error becomes
+        // the answer (`error::ApiError`, `console::auth::ConsoleError`), inside this span.
+        tracing::event!(Level::INFO, http.status = status.as_u16(), "request done");
     }
 }

@@ -13,12 +13,12 @@ use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError};
 use futures_util::future::LocalBoxFuture;
 use std::marker::PhantomData;
 
-use crate::auth::{self, AuthError, Scope};
+use crate::auth::{self, Scope};
 use crate::console::layout;
 pub use crate::console::role::{ConsoleUser, Role};
 use crate::console::session::{self, Lookup, SESSION_COOKIE};
 use crate::db::DbError;
-use crate::error::ApiError;
+use crate::error::{ApiError, Chain};
 use crate::state::AppState;
 
 /// Why a console page was not served; each renders as a clear HTML page (or a redirect).
@@ -44,21 +44,21 @@ pub enum ConsoleError {
     /// The request is malformed.
     #[error("{0}")]
     BadRequest(String),
-    /// The store cannot answer now.
+    /// The store cannot answer now (its error, logged once when the page is made).
     #[error("the store is unavailable")]
-    Unavailable,
+    Unavailable(#[source] DbError),
     /// A bug or unexpected failure; details go to the log only.
     #[error("internal error")]
     Internal(String),
 }
 
+/// No logging here: the failure is logged once, when the page is made.
 impl From<DbError> for ConsoleError {
     fn from(err: DbError) -> Self {
         if err.is_unavailable() {
-            tracing::warn!(error.cause = %err, "store unavailable");
-            ConsoleError::Unavailable
+            ConsoleError::Unavailable(err)
         } else {
-            ConsoleError::Internal(err.to_string())
+            ConsoleError::Internal(Chain(&err).to_string())
         }
     }
 }
@@ -70,7 +70,7 @@ impl ResponseError for ConsoleError {
             ConsoleError::Forbidden(_) | ConsoleError::Csrf => StatusCode::FORBIDDEN,
             ConsoleError::NotFound(_) => StatusCode::NOT_FOUND,
             ConsoleError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ConsoleError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ConsoleError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ConsoleError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -116,10 +116,13 @@ impl ResponseError for ConsoleError {
             ConsoleError::BadRequest(what) => {
                 ("The request could not be read".to_string(), what.clone())
             }
-            ConsoleError::Unavailable => (
-                "Try again shortly".to_string(),
-                "The store is unavailable at the moment; nothing was changed.".to_string(),
-            ),
+            ConsoleError::Unavailable(cause) => {
+                tracing::warn!(error.cause = %Chain(cause), "store unavailable");
+                (
+                    "Try again shortly".to_string(),
+                    "The store is unavailable at the moment; nothing was changed.".to_string(),
+                )
+            }
             ConsoleError::Internal(cause) => {
                 tracing::error!(error.cause = %cause, "console request failed");
                 (
@@ -284,20 +287,11 @@ pub async fn authorize_api(
     scope: Scope,
 ) -> Result<Caller, ApiError> {
     if let Some(token) = auth::presented_token(req) {
-        let outcome = state
-            .db
-            .run(move |conn| auth::authorize(conn, Some(&token), scope))
-            .await?;
-        return match outcome {
-            Ok(row) => Ok(Caller::Token {
-                id: row.id,
-                name: row.name,
-            }),
-            Err(AuthError::Forbidden(scope)) => {
-                Err(ApiError::Forbidden(AuthError::Forbidden(scope).to_string()))
-            }
-            Err(other) => Err(ApiError::Unauthorized(other.to_string())),
-        };
+        let row = auth::authorize_on(&state.db, Some(token), scope).await?;
+        return Ok(Caller::Token {
+            id: row.id,
+            name: row.name,
+        });
     }
     match current_session(req, state).await? {
         Lookup::Active(active) => {

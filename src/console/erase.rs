@@ -12,6 +12,7 @@ use crate::console::auth::{ConsoleError, ConsoleUser, Role};
 use crate::console::layout::{self, Section, Shell};
 use crate::db::models::erasure::{self, Installation, Outcome, Removed, Subject};
 use crate::db::DbError;
+use crate::error::Chain;
 use crate::lifecycle;
 use crate::state::AppState;
 
@@ -138,13 +139,14 @@ fn subject_of(kind: &str, value: &str) -> Result<Subject, String> {
 /// A store failure as a message on the form; the details go to the log (no identifier).
 fn store_failure(err: &DbError) -> (StatusCode, String) {
     if err.is_unavailable() {
+        tracing::warn!(error.cause = %Chain(err), "store unavailable");
         (
             StatusCode::SERVICE_UNAVAILABLE,
             "The store is unavailable at the moment; nothing was changed. Try again shortly."
                 .into(),
         )
     } else {
-        tracing::error!(error.cause = %err, "console erasure failed");
+        tracing::error!(error.cause = %Chain(err), "console erasure failed");
         (
             StatusCode::INTERNAL_SERVER_ERROR,
             "The erasure failed on our side and was rolled back whole; nothing was changed. \

@@ -224,7 +224,10 @@ pub async fn submit(
     );
     let outcome = match outcome.await {
         Ok(result) => result,
-        Err(e) => Err(crate::db::DbError::Other(format!("login task failed: {e}"))),
+        Err(e) => Err(crate::db::DbError::Task {
+            what: "login task",
+            source: Box::new(e),
+        }),
     };
     let outcome = match outcome {
         Ok(o) => o,

@@ -15,6 +15,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// The SQLite file at the configured path is not the one the server opened.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreFileError {
+    /// Another file is at the path now.
+    #[error("the store file {} was replaced", .0.display())]
+    Replaced(PathBuf),
+    /// Nothing is at the path now.
+    #[error("the store file {} was deleted", .0.display())]
+    Deleted(PathBuf),
+}
+
 /// How long a store fault keeps readiness failing.
 pub const FAULT_WINDOW: Duration = Duration::from_secs(30);
 
@@ -41,24 +52,24 @@ impl StoreGuard {
         }
     }
 
-    /// `Err` with the reason when the file at the path is no longer the one opened.
-    pub fn check_file(&self) -> Result<(), String> {
+    /// `Err` when the file at the path is no longer the one opened.
+    pub fn check_file(&self) -> Result<(), StoreFileError> {
         let Some((path, dev, ino)) = &self.file else {
             return Ok(());
         };
-        let reason = match identity(path) {
+        let err = match identity(path) {
             Some(now) if now == (*dev, *ino) => return Ok(()),
-            Some(_) => format!("the store file {} was replaced", path.display()),
-            None => format!("the store file {} was deleted", path.display()),
+            Some(_) => StoreFileError::Replaced(path.clone()),
+            None => StoreFileError::Deleted(path.clone()),
         };
         if !self.replaced_logged.swap(true, Ordering::Relaxed) {
             tracing::error!(
                 store.path = %path.display(),
-                "{reason} while the server runs: refusing requests until it is restarted \
+                "{err} while the server runs: refusing requests until it is restarted \
                  (restore the file first, or nothing written since is reachable)"
             );
         }
-        Err(reason)
+        Err(err)
     }
 
     /// Remembers a fault that made the store unavailable.

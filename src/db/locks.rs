@@ -40,8 +40,7 @@ pub fn try_job_lock(db: &Db, name: &str) -> Result<Option<JobLock>, DbError> {
     match db.backend() {
         Backend::Sqlite => Ok(Some(JobLock { _held: None })),
         Backend::Postgres => {
-            let mut conn = PgConnection::establish(db.url())
-                .map_err(|e| DbError::Unavailable(format!("job lock connection: {e}")))?;
+            let mut conn = PgConnection::establish(db.url())?;
             let Locked { locked } = diesel::sql_query("SELECT pg_try_advisory_lock($1) AS locked")
                 .bind::<BigInt, _>(job_lock_key(name))
                 .get_result(&mut conn)?;

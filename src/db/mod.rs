@@ -94,44 +94,112 @@ impl AnyConnection {
     }
 }
 
-/// Why the store could not do what was asked.
+/// Why the store could not do what was asked. Every variant keeps its cause as its
+/// `source()` (print the chain with [`crate::error::Chain`]); [`DbError::is_unavailable`] is the
+/// one place that decides whether the store is at fault (retry later: 503, readiness fails)
+/// or the request or the code is (500).
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    /// No connection could be had (store down, pool exhausted past the timeout).
-    #[error("the store is unavailable: {0}")]
-    Unavailable(String),
+    /// No pooled connection within `database_timeout_secs` (store down, pool exhausted).
+    #[error("no store connection could be had")]
+    Pool(#[from] diesel::r2d2::PoolError),
+    /// A dedicated connection (WAL setup, job locks) could not be opened.
+    #[error("cannot connect to the store")]
+    Connect(#[from] diesel::ConnectionError),
+    /// The SQLite file was deleted or replaced under the running server.
+    #[error(transparent)]
+    StoreFile(#[from] guard::StoreFileError),
+    /// A store fault noted within the last [`guard::FAULT_WINDOW`] (readiness); the original
+    /// error was answered and logged when it happened, only its text is kept.
+    #[error("recent store fault: {0}")]
+    RecentFault(String),
+    /// The SQLite file's folder could not be created.
+    #[error("cannot create {}", .path.display())]
+    CreateDir {
+        /// The folder.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// A query failed.
     #[error(transparent)]
     Query(#[from] diesel::result::Error),
-    /// Anything else in a model function (e.g. a migration failure).
+    /// A migration failed.
+    #[error("migration failed")]
+    Migration(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The blocking task running store work panicked or was cancelled.
+    #[error("{what} failed")]
+    Task {
+        /// Which task.
+        what: &'static str,
+        /// The join error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A stored value cannot be read back (a corrupt or foreign row).
+    #[error("{what} cannot be read")]
+    Corrupt {
+        /// Which row.
+        what: String,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Rows contradict what the same transaction just wrote or read (a bug).
     #[error("{0}")]
-    Other(String),
+    Inconsistent(String),
 }
 
+/// SQLite result codes that mean the store, not the request, is at fault, with the message
+/// SQLite gives each. diesel reports SQLite errors other than constraint violations as
+/// `DatabaseErrorKind::Unknown` carrying only `sqlite3_errmsg()`, which for these codes is the
+/// fixed text `sqlite3_errstr()` has for the primary code (extended codes share it). Matching
+/// the whole message is therefore a lookup of the code, not a search in free text.
+const SQLITE_STORE_FAULTS: &[(&str, &str)] = &[
+    ("database is locked", "SQLITE_BUSY"),
+    ("database table is locked", "SQLITE_LOCKED"),
+    ("database or disk is full", "SQLITE_FULL"),
+    ("disk I/O error", "SQLITE_IOERR"),
+    ("attempt to write a readonly database", "SQLITE_READONLY"),
+    ("unable to open database file", "SQLITE_CANTOPEN"),
+];
+
 impl DbError {
-    /// True when retrying later may succeed (the store, not the request, is at fault).
+    /// True when the store, not the request, is at fault, so retrying later may succeed: no
+    /// connection, a lost PostgreSQL connection (diesel maps SQLSTATE class 08 and a broken
+    /// libpq connection to `ClosedConnection`; a command libpq could not send is
+    /// `UnableToSendCommand`), a busy, full, failing, read-only or vanished SQLite file.
     pub fn is_unavailable(&self) -> bool {
         use diesel::result::{DatabaseErrorKind, Error};
         match self {
-            DbError::Unavailable(_) => true,
-            DbError::Query(Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _)) => true,
-            DbError::Query(Error::DatabaseError(DatabaseErrorKind::Unknown, info)) => {
-                let msg = info.message();
-                // SQLite says "database is locked" once busy_timeout has passed; PostgreSQL
-                // reports lost connections as unknown errors.
-                // A full disk, an I/O error or a file made read-only are the store's state,
-                // not the request's (issue 8, #6): 503 + Retry-After, and readiness fails.
-                msg.contains("locked")
-                    || msg.contains("busy")
-                    || msg.contains("connection")
-                    || msg.contains("disk is full")
-                    || msg.contains("disk I/O error")
-                    || msg.contains("readonly database")
-                    || msg.contains("unable to open database file")
-            }
-            _ => false,
+            DbError::Pool(_)
+            | DbError::Connect(_)
+            | DbError::StoreFile(_)
+            | DbError::RecentFault(_)
+            | DbError::CreateDir { .. } => true,
+            DbError::Query(Error::DatabaseError(kind, info)) => match kind {
+                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand => {
+                    true
+                }
+                DatabaseErrorKind::Unknown => sqlite_store_fault(info.message()).is_some(),
+                _ => false,
+            },
+            DbError::Query(_)
+            | DbError::Migration(_)
+            | DbError::Task { .. }
+            | DbError::Corrupt { .. }
+            | DbError::Inconsistent(_) => false,
         }
     }
+}
+
+/// The SQLite result code whose fixed message `message` is, among [`SQLITE_STORE_FAULTS`].
+fn sqlite_store_fault(message: &str) -> Option<&'static str> {
+    SQLITE_STORE_FAULTS
+        .iter()
+        .find(|(text, _)| *text == message)
+        .map(|(_, code)| *code)
 }
 
 enum Pools {
@@ -177,8 +245,9 @@ impl Db {
                 let path = sqlite_path(&settings.database_url);
                 if let Some(parent) = Path::new(&path).parent() {
                     if !parent.as_os_str().is_empty() {
-                        std::fs::create_dir_all(parent).map_err(|e| {
-                            DbError::Unavailable(format!("cannot create {}: {e}", parent.display()))
+                        std::fs::create_dir_all(parent).map_err(|source| DbError::CreateDir {
+                            path: parent.to_path_buf(),
+                            source,
                         })?;
                     }
                 }
@@ -188,8 +257,7 @@ impl Db {
                     .max_size(settings.database_pool_size)
                     .connection_timeout(timeout)
                     .connection_customizer(Box::new(SqlitePragmas))
-                    .build(ConnectionManager::<SqliteConnection>::new(path))
-                    .map_err(|e| DbError::Unavailable(e.to_string()))?;
+                    .build(ConnectionManager::<SqliteConnection>::new(path))?;
                 Pools::Sqlite(pool)
             }
             Backend::Postgres => {
@@ -225,12 +293,11 @@ impl Db {
 
     /// Takes a connection, blocking the current thread: call only off the async workers.
     pub fn get(&self) -> Result<AnyConnection, DbError> {
-        self.guard.check_file().map_err(DbError::Unavailable)?;
-        match &*self.pools {
+        self.guard.check_file()?;
+        Ok(match &*self.pools {
             Pools::Sqlite(pool) => pool.get().map(AnyConnection::Sqlite),
             Pools::Postgres(pool) => pool.get().map(AnyConnection::Postgres),
-        }
-        .map_err(|e| DbError::Unavailable(e.to_string()))
+        }?)
     }
 
     /// Runs `f` with a connection on the blocking pool.
@@ -249,13 +316,16 @@ impl Db {
             outcome
         })
         .await
-        .map_err(|e| DbError::Other(format!("blocking task failed: {e}")))?
+        .map_err(|e| DbError::Task {
+            what: "store task",
+            source: Box::new(e),
+        })?
     }
 
     /// Remembers `err` for readiness when it means the store, not the request, is at fault.
     pub fn note_fault(&self, err: &DbError) {
         if err.is_unavailable() {
-            self.guard.note_fault(&err.to_string());
+            self.guard.note_fault(&crate::error::Chain(err).to_string());
         }
     }
 
@@ -270,13 +340,13 @@ impl Db {
             c.run_pending_migrations(migrations)
                 .map(|versions| versions.iter().map(|v| v.to_string()).collect::<Vec<_>>())
         });
-        applied.map_err(|e| DbError::Other(format!("migration failed: {e}")))
+        applied.map_err(DbError::Migration)
     }
 
     /// True when the store answers a trivial query.
     pub fn ping(&self) -> Result<(), DbError> {
         if let Some(cause) = self.guard.recent_fault() {
-            return Err(DbError::Unavailable(format!("recent store fault: {cause}")));
+            return Err(DbError::RecentFault(cause));
         }
         let mut conn = self.get()?;
         with_conn!(&mut conn, |c| c.batch_execute("SELECT 1"))?;
@@ -289,10 +359,10 @@ impl Db {
 /// WAL persists in the file, so every later connection is in WAL already.
 fn set_wal_once(path: &str) -> Result<(), DbError> {
     use diesel::Connection;
-    let mut conn = SqliteConnection::establish(path)
-        .map_err(|e| DbError::Unavailable(format!("cannot open {path}: {e}")))?;
-    conn.batch_execute("PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL;")
-        .map_err(|e| DbError::Unavailable(format!("cannot switch {path} to WAL: {e}")))
+    let mut conn = SqliteConnection::establish(path)?;
+    // A failure here is the file's state (locked, read-only, unreadable): classified like any
+    // query error.
+    Ok(conn.batch_execute("PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL;")?)
 }
 
 /// The file path of a `sqlite://PATH` URL (`sqlite:PATH` too).
@@ -325,6 +395,37 @@ mod tests {
             assert!(sqlite(message).is_unavailable(), "{message}");
         }
         assert!(!sqlite("UNIQUE constraint failed: x").is_unavailable());
+    }
+
+    #[test]
+    fn faults_are_classified_by_kind_and_code_not_by_words_in_the_message() {
+        use diesel::result::{DatabaseErrorKind, Error};
+        let query = |kind, message: &str| {
+            DbError::Query(Error::DatabaseError(kind, Box::new(message.to_string())))
+        };
+        // PostgreSQL: lost connections are typed by diesel, whatever libpq's words.
+        assert!(query(DatabaseErrorKind::ClosedConnection, "server closed it").is_unavailable());
+        assert!(query(DatabaseErrorKind::UnableToSendCommand, "no connection").is_unavailable());
+        // A message merely mentioning a word is not a code.
+        for message in [
+            "relation \"busy_connection_locked\" does not exist",
+            "database is locked (extra words)",
+        ] {
+            assert!(
+                !query(DatabaseErrorKind::Unknown, message).is_unavailable(),
+                "{message}"
+            );
+        }
+        assert!(!query(DatabaseErrorKind::UniqueViolation, "database is locked").is_unavailable());
+        let corrupt = DbError::Corrupt {
+            what: "row 1".into(),
+            source: "bad".into(),
+        };
+        assert!(!corrupt.is_unavailable());
+        assert_eq!(
+            crate::error::Chain(&corrupt).to_string(),
+            "row 1 cannot be read: bad"
+        );
     }
 
     #[test]

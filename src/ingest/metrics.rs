@@ -182,7 +182,7 @@ fn outcome_of(err: &ApiError) -> (&'static str, &'static str) {
     use actix_web::http::StatusCode;
     match actix_web::ResponseError::status_code(err) {
         StatusCode::SERVICE_UNAVAILABLE => match err {
-            ApiError::Unavailable => ("unavailable", "store_unavailable"),
+            ApiError::Unavailable(_) => ("unavailable", "store_unavailable"),
             _ => ("unavailable", "busy"),
         },
         status if status.is_server_error() => ("error", "internal"),

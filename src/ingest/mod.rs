@@ -14,12 +14,14 @@
 //!    payloads). Each sender is answered only after that commit.
 
 use std::io::Read;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use chrono::Utc;
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{Backend, Settings};
 use crate::db::models::usage_data::{
@@ -100,6 +102,9 @@ pub fn decode_payload(
     Ok((parsed, RawPayload::compress(&json)))
 }
 
+/// How often an idle writer looks whether shutdown has begun.
+const IDLE_POLL: Duration = Duration::from_millis(100);
+
 /// Raw bytes after which a writer stops adding payloads to its group.
 const BATCH_MAX_BYTES: usize = 16 * 1024 * 1024;
 
@@ -112,7 +117,7 @@ struct Job {
 pub struct Ingest {
     admission: Arc<Semaphore>,
     admission_wait: Duration,
-    queue: mpsc::Sender<Job>,
+    queue: Sender<Job>,
     /// Parse limits derived from the settings.
     pub limits: PayloadLimits,
     /// The DevOps score mapping (from `assets/devops_score.toml`).
@@ -124,20 +129,22 @@ pub struct Ingest {
 }
 
 impl Ingest {
-    /// Starts the writer threads. They stop once every [`Ingest`] handle is dropped and the
-    /// queue is drained, so nothing admitted is lost on shutdown.
+    /// Starts the writers on the job runner, which joins them at shutdown: each stops once
+    /// shutdown has begun and the queue is drained, so nothing admitted is lost.
     pub fn start(
         db: Db,
         releases: Releases,
         settings: &Settings,
         registry: &prometheus::Registry,
+        jobs: &Jobs,
     ) -> Ingest {
         let metrics = Arc::new(IngestMetrics::new(registry));
         let mapping = Arc::new(ScoreMapping::default());
         let leaders = Arc::new(ArcSwap::from_pointee(FeatureScores::default()));
         let keys = Arc::new(KeyDictionary::default());
-        let (queue, receiver) = mpsc::channel(settings.ingest_max_concurrent.max(1));
-        let receiver = Arc::new(Mutex::new(receiver));
+        // Every queued job holds an admission permit, so the queue never holds more than
+        // `ingest_max_concurrent`; the writers share the one receiver (multi-consumer).
+        let (queue, receiver) = crossbeam_channel::bounded(settings.ingest_max_concurrent.max(1));
         let writers = match (settings.ingest_writers, db.backend()) {
             (0, Backend::Sqlite) => 1, // SQLite has one writer at a time anyway
             (0, Backend::Postgres) => 2,
@@ -154,10 +161,9 @@ impl Ingest {
                 releases: releases.clone(),
                 metrics: metrics.clone(),
             };
-            std::thread::Builder::new()
-                .name(format!("ingest-writer-{n}"))
-                .spawn(move || writer.run())
-                .expect("spawn ingest writer");
+            jobs.spawn_blocking_loop(format!("ingest-writer-{n}"), move |cancel| {
+                writer.run(&cancel);
+            });
         }
         Ingest {
             admission: Arc::new(Semaphore::new(settings.ingest_max_concurrent)),
@@ -195,12 +201,18 @@ impl Ingest {
     /// the commit.
     pub async fn submit(&self, submission: NewSubmission) -> Result<StoredSubmission, ApiError> {
         let (reply, answer) = oneshot::channel();
-        self.queue
-            .send(Job { submission, reply })
-            .await
-            .map_err(|_| ApiError::Unavailable)?;
+        match self.queue.try_send(Job { submission, reply }) {
+            Ok(()) => {}
+            // Cannot happen while every sender holds a permit; refused like a full admission.
+            Err(TrySendError::Full(_)) => {
+                return Err(ApiError::Busy(
+                    "ingest is at capacity: the write queue is full, retry later".into(),
+                ))
+            }
+            Err(TrySendError::Disconnected(_)) => return Err(ApiError::Unavailable(None)),
+        }
         self.metrics.queue_depth.inc();
-        answer.await.map_err(|_| ApiError::Unavailable)?
+        answer.await.map_err(|_| ApiError::Unavailable(None))?
     }
 
     /// Registers the ingest path's background jobs: the DevOps-leaders recomputation (a
@@ -236,7 +248,7 @@ fn refresh_leaders(
 }
 
 struct Writer {
-    receiver: Arc<Mutex<mpsc::Receiver<Job>>>,
+    receiver: Receiver<Job>,
     db: Db,
     keys: Arc<KeyDictionary>,
     mapping: Arc<ScoreMapping>,
@@ -247,12 +259,15 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(self) {
+    /// Takes groups off the queue until shutdown has begun and the queue is empty.
+    fn run(self, cancel: &CancellationToken) {
         loop {
             let batch = {
-                let mut receiver = self.receiver.lock().expect("ingest queue lock");
-                let Some(first) = receiver.blocking_recv() else {
-                    return;
+                let receiver = &self.receiver;
+                let first = match receiver.recv_timeout(IDLE_POLL) {
+                    Ok(job) => job,
+                    Err(RecvTimeoutError::Timeout) if !cancel.is_cancelled() => continue,
+                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return,
                 };
                 let mut bytes = first.submission.raw.original_len;
                 let mut batch = vec![first];
@@ -291,7 +306,7 @@ impl Writer {
             }
             // One bad payload must not fail the others of its group: store them one by one.
             Err(err) if !err.is_unavailable() && submissions.len() > 1 => {
-                tracing::warn!(error.cause = %err, batch.size = submissions.len(),
+                tracing::warn!(error.cause = %crate::error::Chain(&err), batch.size = submissions.len(),
                     "group commit failed; storing its payloads one by one");
                 for (submission, reply) in submissions.into_iter().zip(replies) {
                     let outcome = self
@@ -303,15 +318,16 @@ impl Writer {
             }
             Err(err) => {
                 self.db.note_fault(&err);
-                let message = err.to_string();
+                let message = crate::error::Chain(&err).to_string();
                 let unavailable = err.is_unavailable();
                 if unavailable {
+                    // Logged once for the group; the answers carry no cause to log again.
                     tracing::warn!(error.cause = %message, batch.size = replies.len(),
                         "store unavailable: payloads refused with 503");
                 }
                 for reply in replies {
                     let _ = reply.send(Err(if unavailable {
-                        ApiError::Unavailable
+                        ApiError::Unavailable(None)
                     } else {
                         ApiError::Internal(message.clone())
                     }));
@@ -369,7 +385,7 @@ impl Writer {
             .map(|version| VersionStatus::stamped(version_facts(&table, &version), now))
             .collect();
         if let Err(err) = version_checks::insert_missing_statuses(conn, &statuses) {
-            tracing::warn!(error.cause = %err, "could not record the verdicts of reported versions");
+            tracing::warn!(error.cause = %crate::error::Chain(&err), "could not record the verdicts of reported versions");
         }
     }
 }

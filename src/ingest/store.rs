@@ -138,14 +138,16 @@ fn write_group(
         else {
             let stored =
                 usage_data::find_stored(conn, &summary.uuid, summary.recorded_at.naive_utc())?
-                    .ok_or_else(|| DbError::Other("conflicting submission vanished".into()))?;
+                    .ok_or_else(|| {
+                        DbError::Inconsistent("conflicting submission vanished".into())
+                    })?;
             results.push(stored);
             continue;
         };
         usage_data_raw::insert_raw(conn, id, &submission.raw)?;
         for metric in submission.metrics.iter() {
             let key_id = *ids.get(metric.key).ok_or_else(|| {
-                DbError::Other(format!("metric key `{}` was not resolved", metric.key))
+                DbError::Inconsistent(format!("metric key `{}` was not resolved", metric.key))
             })?;
             rows.push(NewMetric {
                 key_id,

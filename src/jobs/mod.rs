@@ -156,6 +156,20 @@ impl Jobs {
         self.inner.tracker.spawn(task.instrument(span));
     }
 
+    /// Runs a long-lived blocking loop (a thread of the blocking pool) under the runner, with
+    /// its tracing span: it is joined at shutdown, and should return soon after the token it
+    /// is handed is cancelled (after finishing the work it has taken on).
+    pub fn spawn_blocking_loop<F>(&self, name: String, task: F)
+    where
+        F: FnOnce(CancellationToken) + Send + 'static,
+    {
+        let span = tracing::info_span!("task", task.name = %name);
+        let cancel = self.inner.cancel.clone();
+        self.inner
+            .tracker
+            .spawn_blocking(move || span.in_scope(|| task(cancel)));
+    }
+
     /// The token cancelled when shutdown starts.
     pub fn cancel_token(&self) -> CancellationToken {
         self.inner.cancel.clone()
@@ -221,7 +235,7 @@ impl Jobs {
                     return JobOutcome::Skipped;
                 }
                 Err(err) => {
-                    tracing::warn!(error.cause = %err, "background job could not take its lock");
+                    tracing::warn!(error.cause = %crate::error::Chain(&err), "background job could not take its lock");
                     self.inner
                         .metrics
                         .record(name, JobOutcome::Failed, Some(started.elapsed()));

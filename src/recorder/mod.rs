@@ -161,7 +161,12 @@ impl Flusher {
                 version_checks::record_batch(&mut conn, &batch.0, &batch.1)
             })
             .await
-            .unwrap_or_else(|e| Err(DbError::Other(format!("flush task failed: {e}"))))
+            .unwrap_or_else(|e| {
+                Err(DbError::Task {
+                    what: "check flush task",
+                    source: Box::new(e),
+                })
+            })
         };
         self.metrics
             .check_flush_seconds
@@ -182,7 +187,7 @@ impl Flusher {
             Err(err) => {
                 self.metrics.check_flush_failures.inc();
                 tracing::warn!(
-                    error.cause = %err,
+                    error.cause = %crate::error::Chain(&err),
                     checks.pending = checks,
                     checks.keys = keys,
                     "flushing version checks failed; keeping them for the next flush"
@@ -205,7 +210,12 @@ impl Flusher {
             version_checks::refresh_statuses(&mut conn, &table)
         })
         .await
-        .unwrap_or_else(|e| Err(DbError::Other(format!("refresh task failed: {e}"))));
+        .unwrap_or_else(|e| {
+            Err(DbError::Task {
+                what: "verdict refresh task",
+                source: Box::new(e),
+            })
+        });
         match outcome {
             Ok(changed) => {
                 if changed > 0 {
@@ -218,7 +228,7 @@ impl Flusher {
             }
             Err(err) => {
                 tracing::warn!(
-                    error.cause = %err,
+                    error.cause = %crate::error::Chain(&err),
                     "refreshing version verdicts failed; retrying after the next flush"
                 );
                 false

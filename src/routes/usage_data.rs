@@ -119,7 +119,7 @@ fn count_upload(state: &AppState, status: StatusCode, reason: Option<&'static st
     let err = match status {
         StatusCode::CREATED => return, // counted as stored or duplicate
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(String::new()),
-        StatusCode::SERVICE_UNAVAILABLE => ApiError::Unavailable,
+        StatusCode::SERVICE_UNAVAILABLE => ApiError::Unavailable(None),
         status if status.is_server_error() => ApiError::Internal(String::new()),
         _ => ApiError::BadRequest(String::new()),
     };
@@ -213,7 +213,7 @@ fn count_refusal(state: &AppState, err: &ApiError, reason: Option<&str>) {
     let cause = match (err, reason) {
         (ApiError::Busy(_), Some("saturated")) => "admission_full",
         (ApiError::Busy(_), _) => "body_budget",
-        (ApiError::Unavailable, _) => "store_unavailable",
+        (ApiError::Unavailable(_), _) => "store_unavailable",
         _ => return,
     };
     state.body.ingest_refused.with_label_values(&[cause]).inc();
@@ -453,7 +453,7 @@ async fn upload(
                 .render(),
             )
         }
-        Err(ApiError::Unavailable) => form_error(
+        Err(ApiError::Unavailable(_)) => form_error(
             &state,
             StatusCode::SERVICE_UNAVAILABLE,
             "The store is unavailable; nothing was saved. Please upload the file again later.",

@@ -11,7 +11,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{self, AuthError, Scope};
+use crate::auth::{self, Scope};
 use crate::db::models::release_changes::Actor;
 use crate::db::models::releases::{self, ReleaseRow};
 use crate::domain::csv_import::parse_release_version;
@@ -153,17 +153,8 @@ fn header_token(req: &HttpRequest) -> Option<String> {
 
 /// Admits a `releases:write` token; returns the actor name recorded in the history.
 async fn authorize(state: &AppState, token: Option<String>) -> Result<String, ApiError> {
-    let outcome = state
-        .db
-        .run(move |conn| auth::authorize(conn, token.as_deref(), Scope::ReleasesWrite))
-        .await?;
-    match outcome {
-        Ok(row) => Ok(format!("token:{}", row.name)),
-        Err(AuthError::Forbidden(scope)) => {
-            Err(ApiError::Forbidden(AuthError::Forbidden(scope).to_string()))
-        }
-        Err(other) => Err(ApiError::Unauthorized(other.to_string())),
-    }
+    let row = auth::authorize_on(&state.db, token, Scope::ReleasesWrite).await?;
+    Ok(format!("token:{}", row.name))
 }
 
 fn parse_level(text: Option<&str>) -> Result<Option<SecurityLevel>, ApiError> {

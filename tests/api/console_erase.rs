@@ -94,11 +94,18 @@ async fn only_administrators_reach_the_erase_page() {
 
 #[tokio::test]
 async fn an_administrator_previews_then_erases_one_installation() {
-    let app = TestApp::spawn_with(|s| {
+    let mut app = TestApp::spawn_with(|s| {
         s.check_flush_interval_ms = 100;
         s.erasure_key = Some(SecretKey::new(ERASURE_KEY));
     })
     .await;
+    // Store queries run between requests here and can outlast the server's keep-alive
+    // (5 s) on a loaded machine: a fresh connection per request, never a closed pooled one.
+    app.client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
     installation_traffic(&app, "y-uuid", "y-unique", "y.example.com", 10).await;
     installation_traffic(&app, "x-uuid", "x-unique", "X.Example.com", 20).await;
     wait_for_total(&app.store(), 4).await;

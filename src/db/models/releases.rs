@@ -40,12 +40,15 @@ pub struct ReleaseRow {
 impl ReleaseRow {
     /// Converts to the domain type; a row that no longer parses is reported, not hidden.
     pub fn to_domain(&self) -> Result<Release, DbError> {
-        let version = Version::parse(&self.version)
-            .map_err(|e| DbError::Other(format!("stored release {}: {e}", self.version)))?;
+        let corrupt = |source: Box<dyn std::error::Error + Send + Sync>| DbError::Corrupt {
+            what: format!("stored release {}", self.version),
+            source,
+        };
+        let version = Version::parse(&self.version).map_err(|e| corrupt(e.into()))?;
         let security: SecurityLevel = self
             .security
             .parse()
-            .map_err(|e| DbError::Other(format!("stored release {}: {e}", self.version)))?;
+            .map_err(|e: <SecurityLevel as std::str::FromStr>::Err| corrupt(e.into()))?;
         Ok(Release {
             version,
             released_on: self.released_on,

@@ -111,7 +111,10 @@ pub fn find_raw_payload(conn: &mut AnyConnection, id: i64) -> Result<Option<Vec<
 }
 
 fn corrupt(id: i64, err: std::io::Error) -> DbError {
-    DbError::Other(format!("usage_data_raw {id}: corrupt zstd payload: {err}"))
+    DbError::Corrupt {
+        what: format!("usage_data_raw {id} (zstd)"),
+        source: Box::new(err),
+    }
 }
 
 /// Decodes one stored payload. zstd frames written by [`RawPayload::compress`] carry their
@@ -128,9 +131,10 @@ fn decode(id: i64, encoding: &str, bytes: Vec<u8>) -> Result<Vec<u8>, DbError> {
                 .map_err(|e| corrupt(id, e))?;
             Ok(out)
         }
-        other => Err(DbError::Other(format!(
-            "usage_data_raw {id}: unknown encoding `{other}`"
-        ))),
+        other => Err(DbError::Corrupt {
+            what: format!("usage_data_raw {id}"),
+            source: format!("unknown encoding `{other}`").into(),
+        }),
     }
 }
 

@@ -112,31 +112,9 @@ impl FlatMetrics {
         self.metric(key).map(|metric| metric.value)
     }
 
-    /// The value at `key` only when it is a real measurement (not a sentinel).
-    pub fn get_valid(&self, key: &str) -> Option<f64> {
-        self.metric(key)
-            .filter(Metric::is_valid)
-            .map(|metric| metric.value)
-    }
-
     /// All leaves, sorted by key path.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = Metric<'_>> + '_ {
         self.entries.iter().map(|entry| self.metric_of(entry))
-    }
-
-    /// Paths of failed histograms (`{"-1": -1}` objects), e.g.
-    /// `usage_activity_by_stage.monitor.projects_with_enabled_alert_integrations_histogram`.
-    pub fn histogram_failures(&self) -> impl Iterator<Item = &str> + '_ {
-        self.iter()
-            .filter(|metric| metric.special == Some(SpecialValue::HistogramFailure))
-            .map(|metric| metric.key.strip_suffix(".-1").unwrap_or(metric.key))
-    }
-
-    /// Owned `(key, value)` pairs, e.g. for storage; booleans are `1.0` / `0.0`.
-    pub fn to_pairs(&self) -> Vec<(String, f64)> {
-        self.iter()
-            .map(|metric| (metric.key.to_owned(), metric.value))
-            .collect()
     }
 
     pub(super) fn push(
@@ -198,4 +176,30 @@ pub(super) fn sort_entries(metrics: &mut FlatMetrics) {
         kept += 1;
     }
     entries.truncate(kept);
+}
+
+/// Views the unit tests read (`payload/tests.rs`); nothing in the library needs them, so
+/// they are not part of its API (issue 7, item 9).
+#[cfg(test)]
+impl FlatMetrics {
+    /// The value at `key` only when it is a real measurement (not a sentinel).
+    pub(crate) fn get_valid(&self, key: &str) -> Option<f64> {
+        self.metric(key)
+            .filter(Metric::is_valid)
+            .map(|metric| metric.value)
+    }
+
+    /// Paths of failed histograms (`{"-1": -1}` objects).
+    pub(crate) fn histogram_failures(&self) -> impl Iterator<Item = &str> + '_ {
+        self.iter()
+            .filter(|metric| metric.special == Some(SpecialValue::HistogramFailure))
+            .map(|metric| metric.key.strip_suffix(".-1").unwrap_or(metric.key))
+    }
+
+    /// Owned `(key, value)` pairs.
+    pub(crate) fn to_pairs(&self) -> Vec<(String, f64)> {
+        self.iter()
+            .map(|metric| (metric.key.to_owned(), metric.value))
+            .collect()
+    }
 }
