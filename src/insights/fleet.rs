@@ -51,13 +51,25 @@ fn shown_periods(range: &Range) -> Vec<NaiveDate> {
 
 /// New, returning, reactivated and churned installations per period; periods with neither
 /// an active nor a churned installation are left out.
-pub(crate) fn activity(conn: &mut AnyConnection, range: &Range) -> Result<Vec<ActivityRow>, DbError> {
+pub(crate) fn activity(
+    conn: &mut AnyConnection,
+    range: &Range,
+) -> Result<Vec<ActivityRow>, DbError> {
     let kind = range.kind;
     let before = previous_start(kind, kind.start_of(range.from));
-    let rows = q::list_periods(conn, kind.as_str(), before, range.to, range.include_internal)?;
+    let rows = q::list_periods(
+        conn,
+        kind.as_str(),
+        before,
+        range.to,
+        range.include_internal,
+    )?;
     let mut active: BTreeMap<NaiveDate, BTreeSet<i64>> = BTreeMap::new();
     for r in &rows {
-        active.entry(r.period_start).or_default().insert(r.installation_id);
+        active
+            .entry(r.period_start)
+            .or_default()
+            .insert(r.installation_id);
     }
     let shown = shown_periods(range);
     let ids: Vec<i64> = shown
@@ -111,7 +123,13 @@ struct Sources {
 
 fn sources(conn: &mut AnyConnection, range: &Range) -> Result<Sources, DbError> {
     let kind = range.kind;
-    let rows = q::list_periods(conn, kind.as_str(), range.from, range.to, range.include_internal)?;
+    let rows = q::list_periods(
+        conn,
+        kind.as_str(),
+        range.from,
+        range.to,
+        range.include_internal,
+    )?;
     let ids: Vec<i64> = rows
         .iter()
         .map(|r| r.installation_id)
@@ -126,7 +144,10 @@ fn sources(conn: &mut AnyConnection, range: &Range) -> Result<Sources, DbError> 
     }
     let mut pings: BTreeMap<NaiveDate, Vec<(PeriodRow, String)>> = BTreeMap::new();
     for r in rows {
-        let host = hostnames.get(&r.installation_id).cloned().unwrap_or_default();
+        let host = hostnames
+            .get(&r.installation_id)
+            .cloned()
+            .unwrap_or_default();
         pings.entry(r.period_start).or_default().push((r, host));
     }
     // the latest check per (period, host), by (day, last_seen)
@@ -273,13 +294,19 @@ pub(crate) fn version_sources(
                 (Some(a), Some(b)) => format!("{a}.{b}"),
                 _ => UNKNOWN_GROUP.into(),
             };
-            counts.entry((*period, line_key(&line), line)).or_default().0 += 1;
+            counts
+                .entry((*period, line_key(&line), line))
+                .or_default()
+                .0 += 1;
         }
     }
     for (period, hosts) in &s.check_only {
         for version in hosts.values() {
             let line = line_of_text(version);
-            counts.entry((*period, line_key(&line), line)).or_default().1 += 1;
+            counts
+                .entry((*period, line_key(&line), line))
+                .or_default()
+                .1 += 1;
         }
     }
     Ok(counts
@@ -318,7 +345,13 @@ pub(crate) fn penetration(
     range: &Range,
     version: &Version,
 ) -> Result<Vec<PenetrationRow>, DbError> {
-    let rows = q::list_periods(conn, range.kind.as_str(), range.from, range.to, range.include_internal)?;
+    let rows = q::list_periods(
+        conn,
+        range.kind.as_str(),
+        range.from,
+        range.to,
+        range.include_internal,
+    )?;
     let mut counts: BTreeMap<NaiveDate, (u64, u64)> = BTreeMap::new();
     for r in rows {
         let Some(v) = r.version.as_deref().and_then(|t| Version::parse(t).ok()) else {
@@ -361,7 +394,13 @@ pub(crate) fn behind(
     releases: &[Release],
     range: &Range,
 ) -> Result<Vec<BehindRow>, DbError> {
-    let rows = q::list_periods(conn, range.kind.as_str(), range.from, range.to, range.include_internal)?;
+    let rows = q::list_periods(
+        conn,
+        range.kind.as_str(),
+        range.from,
+        range.to,
+        range.include_internal,
+    )?;
     // unknown (None) sorts after every number
     let mut counts: BTreeMap<(NaiveDate, (bool, u32)), u64> = BTreeMap::new();
     let mut memo: HashMap<(String, NaiveDate), Option<u32>> = HashMap::new();

@@ -65,9 +65,7 @@ pub(crate) fn utilisation(
         ) else {
             continue;
         };
-        let slot = groups
-            .entry((p.period_start, p.tier.clone()))
-            .or_default();
+        let slot = groups.entry((p.period_start, p.tier.clone())).or_default();
         slot.0 += 1;
         slot.1 += active;
         slot.2 += seat_count;
@@ -168,7 +166,10 @@ pub(crate) fn list(
         if !keep {
             continue;
         }
-        let (active, seat_count) = (active_users(l.active_user_count), seats(l.license_user_count));
+        let (active, seat_count) = (
+            active_users(l.active_user_count),
+            seats(l.license_user_count),
+        );
         rows.push(LicenceRow {
             uuid,
             hostname: host,
@@ -192,7 +193,10 @@ pub(crate) fn list(
     let ids: Vec<i64> = rows.iter().map(|r| r.usage_data_id).collect();
     let mut add_ons: HashMap<i64, Vec<String>> = HashMap::new();
     for (id, name, value) in f::list_add_ons(conn, &ids)? {
-        add_ons.entry(id).or_default().push(format!("{name}={value}"));
+        add_ons
+            .entry(id)
+            .or_default()
+            .push(format!("{name}={value}"));
     }
     for r in &mut rows {
         if let Some(list) = add_ons.remove(&r.usage_data_id) {
@@ -201,8 +205,12 @@ pub(crate) fn list(
     }
     let key = |r: &LicenceRow| (r.hostname.clone(), r.uuid.clone());
     match which {
-        LicenceList::OverSeats => rows.sort_by(|a, b| b.over_by.cmp(&a.over_by).then(key(a).cmp(&key(b)))),
-        LicenceList::Expiring(_) => rows.sort_by(|a, b| a.expires_at.cmp(&b.expires_at).then(key(a).cmp(&key(b)))),
+        LicenceList::OverSeats => {
+            rows.sort_by(|a, b| b.over_by.cmp(&a.over_by).then(key(a).cmp(&key(b))))
+        }
+        LicenceList::Expiring(_) => {
+            rows.sort_by(|a, b| a.expires_at.cmp(&b.expires_at).then(key(a).cmp(&key(b))))
+        }
         LicenceList::Trials => rows.sort_by_key(key),
     }
     Ok(rows)

@@ -76,7 +76,8 @@ pub async fn licences(
             LicenceList::OverSeats => (
                 "over_seats",
                 String::new(),
-                "Installations over their seat count (active users above license_user_count)".to_string(),
+                "Installations over their seat count (active users above license_user_count)"
+                    .to_string(),
                 "No installation has more active users than seats.",
             ),
             LicenceList::Expiring(n) => (
@@ -96,14 +97,27 @@ pub async fn licences(
             ("list", list),
             ("within", &within_text),
             ("days", &days_text),
-            ("include_internal", if include_internal { "true" } else { "" }),
+            (
+                "include_internal",
+                if include_internal { "true" } else { "" },
+            ),
         ]);
         sections.push(list_section(key, heading, empty, rows, &query));
     }
     let mut fields = series_fields(&params, &range, &[]);
     fields.pop();
-    fields.push(Field::text("within", "Expiring within (days)", &within.to_string(), "90"));
-    fields.push(Field::text("days", "Latest submission within (days)", &days_text, "28"));
+    fields.push(Field::text(
+        "within",
+        "Expiring within (days)",
+        &within.to_string(),
+        "90",
+    ));
+    fields.push(Field::text(
+        "days",
+        "Latest submission within (days)",
+        &days_text,
+        "28",
+    ));
     fields.push(include_internal_field(include_internal));
     Ok(render(
         &user,
@@ -153,7 +167,10 @@ fn utilisation_section(range: &Range, rows: &[UtilisationRow]) -> Section {
             ("complete", false),
         ],
     )
-    .data("/api/v1/insights/licences/utilisation", &range_query(range, None));
+    .data(
+        "/api/v1/insights/licences/utilisation",
+        &range_query(range, None),
+    );
     if !chart.is_empty() {
         s.chart = Some(grouped_svg(&chart));
     }

@@ -22,7 +22,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/insights", web::get().to(overview::overview))
         .route("/insights/versions", web::get().to(versions::versions))
         .route("/insights/licences", web::get().to(licences::licences))
-        .route("/insights/raw/{usage_data_id}", web::get().to(installation::raw))
+        .route(
+            "/insights/raw/{usage_data_id}",
+            web::get().to(installation::raw),
+        )
         .route("/insights/backport", web::get().to(pages::backport))
         .route("/insights/metrics", web::get().to(pages::metrics))
         .route("/insights/vulnerable", web::get().to(pages::vulnerable))

@@ -153,14 +153,20 @@ fn activity_section(range: &Range, rows: &[ActivityRow], query: &str) -> Section
         })
         .collect();
     let chart = stacked(
-        &format!("Active installations per {}: new, returning, reactivated", range.kind),
+        &format!(
+            "Active installations per {}: new, returning, reactivated",
+            range.kind
+        ),
         range.kind.as_str(),
         "installations",
         &points,
     );
     let mut s = Section::new(
         "activity",
-        format!("New, returning, reactivated and churned installations per {}", range.kind),
+        format!(
+            "New, returning, reactivated and churned installations per {}",
+            range.kind
+        ),
         &[
             ("period", false),
             ("active", true),
@@ -209,7 +215,10 @@ fn churned_section(range: &Range, rows: &[ActivityRow], query: &str) -> Section 
     );
     let mut s = Section::new(
         "churned",
-        format!("Churned installations per {} (a submission in the previous {}, none in this one)", range.kind, range.kind),
+        format!(
+            "Churned installations per {} (a submission in the previous {}, none in this one)",
+            range.kind, range.kind
+        ),
         &[("period", false), ("churned", true)],
     )
     .chart(&chart)
@@ -227,29 +236,39 @@ fn sources_section(range: &Range, rows: &[SourcesRow], query: &str) -> Section {
         .flat_map(|r| {
             let label = period_label(r.period, r.complete);
             [
-                (label.clone(), "Service Ping".to_string(), r.service_ping as f64),
                 (
                     label.clone(),
-                    "version checks only, pinged before".to_string(),
+                    "Service Ping".to_string(),
+                    r.service_ping as f64,
+                ),
+                (
+                    label.clone(),
+                    "checks only, pinged before".to_string(),
                     (r.version_check_only - r.never_pinged) as f64,
                 ),
                 (
                     label,
-                    "version checks only, never pinged".to_string(),
+                    "checks only, never pinged".to_string(),
                     r.never_pinged as f64,
                 ),
             ]
         })
         .collect();
     let chart = stacked(
-        &format!("Installations with Service Ping and version-check-only hosts per {}", range.kind),
+        &format!(
+            "Installations with Service Ping and version-check-only hosts per {}",
+            range.kind
+        ),
         range.kind.as_str(),
         "installations and hosts",
         &points,
     );
     let mut s = Section::new(
         "sources",
-        format!("Service Ping installations versus hosts seen only through version checks, per {}", range.kind),
+        format!(
+            "Service Ping installations versus hosts seen only through version checks, per {}",
+            range.kind
+        ),
         &[
             ("period", false),
             ("Service Ping", true),

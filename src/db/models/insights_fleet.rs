@@ -135,7 +135,11 @@ pub(crate) fn list_add_ons(
     ids: &[i64],
 ) -> Result<Vec<(i64, String, f64)>, DbError> {
     let keys: Vec<(i64, String)> = with_conn!(conn, |c| metric_keys::table
-        .filter(metric_keys::key_path.like("license\\_add\\_ons.%").escape('\\'))
+        .filter(
+            metric_keys::key_path
+                .like("license\\_add\\_ons.%")
+                .escape('\\')
+        )
         .select((metric_keys::id, metric_keys::key_path))
         .load(c))?;
     if keys.is_empty() || ids.is_empty() {

@@ -24,7 +24,11 @@ pub(crate) enum Activity {
 }
 
 /// Classifies an installation active in the period starting at `period`.
-pub(crate) fn classify(first_period: NaiveDate, period: NaiveDate, active_before: bool) -> Activity {
+pub(crate) fn classify(
+    first_period: NaiveDate,
+    period: NaiveDate,
+    active_before: bool,
+) -> Activity {
     if first_period >= period {
         Activity::New
     } else if active_before {

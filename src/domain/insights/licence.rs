@@ -58,16 +58,8 @@ mod tests {
         assert!(!is_over_seats(Some(-1), Some(30)));
         let today = NaiveDate::from_ymd_opt(2026, 3, 1).unwrap();
         assert!(expires_within(Some(today), today, 30));
-        assert!(expires_within(
-            Some(today + Duration::days(30)),
-            today,
-            30
-        ));
-        assert!(!expires_within(
-            Some(today + Duration::days(31)),
-            today,
-            30
-        ));
+        assert!(expires_within(Some(today + Duration::days(30)), today, 30));
+        assert!(!expires_within(Some(today + Duration::days(31)), today, 30));
         assert!(!expires_within(Some(today - Duration::days(1)), today, 30));
         assert!(!expires_within(None, today, 30));
         assert_eq!(utilisation(15, 30), 0.5);

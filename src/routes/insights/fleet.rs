@@ -22,18 +22,31 @@ use crate::state::AppState;
 /// Parameters of the period series without `by`.
 pub(crate) const PLAIN_SERIES: &[&str] = &["period", "from", "to", "include_internal", "format"];
 /// Parameters of the penetration series.
-pub(crate) const PENETRATION_PARAMS: &[&str] =
-    &["period", "from", "to", "include_internal", "version", "format"];
+pub(crate) const PENETRATION_PARAMS: &[&str] = &[
+    "period",
+    "from",
+    "to",
+    "include_internal",
+    "version",
+    "format",
+];
 /// Parameters of the licence lists.
-pub(crate) const LICENCE_PARAMS: &[&str] = &["list", "within", "days", "include_internal", "format"];
+pub(crate) const LICENCE_PARAMS: &[&str] =
+    &["list", "within", "days", "include_internal", "format"];
 
 /// Registers the fleet endpoints (called from the insights route table).
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/insights/overview/activity", web::get().to(activity))
-        .route("/insights/overview/sources", web::get().to(overview_sources))
+        .route(
+            "/insights/overview/sources",
+            web::get().to(overview_sources),
+        )
         .route("/insights/versions/penetration", web::get().to(penetration))
         .route("/insights/versions/behind", web::get().to(behind))
-        .route("/insights/versions/vulnerable_share", web::get().to(vulnerable_share))
+        .route(
+            "/insights/versions/vulnerable_share",
+            web::get().to(vulnerable_share),
+        )
         .route("/insights/versions/sources", web::get().to(version_sources))
         .route("/insights/licences/utilisation", web::get().to(utilisation))
         .route("/insights/licences", web::get().to(licence_list))
@@ -50,7 +63,10 @@ fn meta(range: &Range, capped: &Option<String>) -> SeriesMeta {
 }
 
 /// Reads a period series request without `by`.
-fn series(req: &HttpRequest, allowed: &[&str]) -> Result<(Params, Range, Option<String>), ApiError> {
+fn series(
+    req: &HttpRequest,
+    allowed: &[&str],
+) -> Result<(Params, Range, Option<String>), ApiError> {
     let params = Params::parse(req.query_string(), allowed)?;
     let (range, capped) = params.range(Utc::now().date_naive())?;
     Ok((params, range, capped))
@@ -60,7 +76,12 @@ async fn activity(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
     require_access(&state, &req).await?;
     let (params, range, capped) = series(&req, PLAIN_SERIES)?;
     let rows = state.db.run(move |c| fleet::activity(c, &range)).await?;
-    respond(params.format()?, &rows, meta(&range, &capped), capped.as_deref())
+    respond(
+        params.format()?,
+        &rows,
+        meta(&range, &capped),
+        capped.as_deref(),
+    )
 }
 
 async fn overview_sources(
@@ -73,7 +94,12 @@ async fn overview_sources(
         .db
         .run(move |c| fleet::overview_sources(c, &range))
         .await?;
-    respond(params.format()?, &rows, meta(&range, &capped), capped.as_deref())
+    respond(
+        params.format()?,
+        &rows,
+        meta(&range, &capped),
+        capped.as_deref(),
+    )
 }
 
 /// Version X of the penetration chart: `version` (`18.8` means `18.8.0`), by default the
@@ -99,7 +125,10 @@ pub(crate) fn penetration_version(params: &Params, state: &AppState) -> Result<V
     }
 }
 
-async fn penetration(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+async fn penetration(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     require_access(&state, &req).await?;
     let (params, range, capped) = series(&req, PENETRATION_PARAMS)?;
     let version = penetration_version(&params, &state)?;
@@ -107,7 +136,12 @@ async fn penetration(state: web::Data<AppState>, req: HttpRequest) -> Result<Htt
         .db
         .run(move |c| fleet::penetration(c, &range, &version))
         .await?;
-    respond(params.format()?, &rows, meta(&range, &capped), capped.as_deref())
+    respond(
+        params.format()?,
+        &rows,
+        meta(&range, &capped),
+        capped.as_deref(),
+    )
 }
 
 async fn behind(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
@@ -118,7 +152,12 @@ async fn behind(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResp
         .db
         .run(move |c| fleet::behind(c, table.releases(), &range))
         .await?;
-    respond(params.format()?, &rows, meta(&range, &capped), capped.as_deref())
+    respond(
+        params.format()?,
+        &rows,
+        meta(&range, &capped),
+        capped.as_deref(),
+    )
 }
 
 async fn vulnerable_share(
@@ -132,7 +171,12 @@ async fn vulnerable_share(
         .db
         .run(move |c| report::vulnerable_share(c, &table, &range))
         .await?;
-    respond(params.format()?, &rows, meta(&range, &capped), capped.as_deref())
+    respond(
+        params.format()?,
+        &rows,
+        meta(&range, &capped),
+        capped.as_deref(),
+    )
 }
 
 async fn version_sources(
@@ -145,17 +189,30 @@ async fn version_sources(
         .db
         .run(move |c| fleet::version_sources(c, &range))
         .await?;
-    respond(params.format()?, &rows, meta(&range, &capped), capped.as_deref())
+    respond(
+        params.format()?,
+        &rows,
+        meta(&range, &capped),
+        capped.as_deref(),
+    )
 }
 
-async fn utilisation(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+async fn utilisation(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     require_access(&state, &req).await?;
     let (params, range, capped) = series(&req, PLAIN_SERIES)?;
     let rows = state
         .db
         .run(move |c| licences::utilisation(c, &range))
         .await?;
-    respond(params.format()?, &rows, meta(&range, &capped), capped.as_deref())
+    respond(
+        params.format()?,
+        &rows,
+        meta(&range, &capped),
+        capped.as_deref(),
+    )
 }
 
 /// A whole-number parameter in `1..=max`.
@@ -190,7 +247,10 @@ pub(crate) fn licence_params(params: &Params) -> Result<(LicenceList, i64, bool)
     Ok((which, days, params.include_internal()?))
 }
 
-async fn licence_list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+async fn licence_list(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     require_access(&state, &req).await?;
     let params = Params::parse(req.query_string(), LICENCE_PARAMS)?;
     let format = params.format()?;
@@ -225,8 +285,13 @@ async fn raw(
             "raw payloads need an admin's console session; tokens cannot read them".into(),
         ));
     }
-    crate::console::auth::authorize_api(&req, &state, Role::Admin, crate::auth::Scope::InsightsRead)
-        .await?;
+    crate::console::auth::authorize_api(
+        &req,
+        &state,
+        Role::Admin,
+        crate::auth::Scope::InsightsRead,
+    )
+    .await?;
     Params::parse(req.query_string(), &[])?;
     let id = parse_id(&path)?;
     let payload = load_raw(&state, id).await?;
@@ -237,20 +302,20 @@ async fn raw(
     }
     Ok(HttpResponse::Ok()
         .insert_header((actix_web::http::header::CACHE_CONTROL, "private, no-store"))
-        .json(Raw { usage_data_id: id, payload }))
+        .json(Raw {
+            usage_data_id: id,
+            payload,
+        }))
 }
 
 /// A submission id from the path.
 pub(crate) fn parse_id(text: &str) -> Result<i64, ApiError> {
-    text.parse::<i64>()
-        .ok()
-        .filter(|n| *n > 0)
-        .ok_or_else(|| {
-            ApiError::BadRequest(format!(
-                "`usage_data_id` must be a positive whole number, got `{}`",
-                text.chars().take(40).collect::<String>()
-            ))
-        })
+    text.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+        ApiError::BadRequest(format!(
+            "`usage_data_id` must be a positive whole number, got `{}`",
+            text.chars().take(40).collect::<String>()
+        ))
+    })
 }
 
 /// The stored payload of a submission as JSON (a non-JSON body as a JSON string); 404 when
@@ -265,8 +330,9 @@ pub(crate) async fn load_raw(state: &AppState, id: i64) -> Result<serde_json::Va
                 "no raw payload for submission {id} (never received, or removed by retention)"
             ))
         })?;
-    Ok(serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())))
+    Ok(serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+        serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
+    }))
 }
 
 fn opt<T: ToString>(value: &Option<T>) -> String {
@@ -275,7 +341,13 @@ fn opt<T: ToString>(value: &Option<T>) -> String {
 
 impl CsvRow for ActivityRow {
     const HEADER: &'static [&'static str] = &[
-        "period", "active", "new", "returning", "reactivated", "churned", "complete",
+        "period",
+        "active",
+        "new",
+        "returning",
+        "reactivated",
+        "churned",
+        "complete",
     ];
     fn cells(&self) -> Vec<String> {
         vec![
@@ -315,7 +387,12 @@ impl CsvRow for SourcesRow {
 
 impl CsvRow for VersionSourcesRow {
     const HEADER: &'static [&'static str] = &[
-        "period", "minor", "service_ping", "version_check_only", "total", "complete",
+        "period",
+        "minor",
+        "service_ping",
+        "version_check_only",
+        "total",
+        "complete",
     ];
     fn cells(&self) -> Vec<String> {
         vec![
@@ -331,7 +408,12 @@ impl CsvRow for VersionSourcesRow {
 
 impl CsvRow for PenetrationRow {
     const HEADER: &'static [&'static str] = &[
-        "period", "version", "installations", "at_or_above", "share", "complete",
+        "period",
+        "version",
+        "installations",
+        "at_or_above",
+        "share",
+        "complete",
     ];
     fn cells(&self) -> Vec<String> {
         vec![
@@ -346,7 +428,8 @@ impl CsvRow for PenetrationRow {
 }
 
 impl CsvRow for BehindRow {
-    const HEADER: &'static [&'static str] = &["period", "minors_behind", "installations", "complete"];
+    const HEADER: &'static [&'static str] =
+        &["period", "minors_behind", "installations", "complete"];
     fn cells(&self) -> Vec<String> {
         vec![
             self.period.to_string(),
@@ -358,7 +441,8 @@ impl CsvRow for BehindRow {
 }
 
 impl CsvRow for VulnerableShareRow {
-    const HEADER: &'static [&'static str] = &["period", "installations", "danger", "critical", "complete"];
+    const HEADER: &'static [&'static str] =
+        &["period", "installations", "danger", "critical", "complete"];
     fn cells(&self) -> Vec<String> {
         vec![
             self.period.to_string(),

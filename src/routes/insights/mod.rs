@@ -6,10 +6,7 @@ mod fleet;
 pub mod output;
 pub mod params;
 
-pub(crate) use fleet::{
-    licence_params, load_raw, parse_id, penetration_version, LICENCE_PARAMS, PENETRATION_PARAMS,
-    PLAIN_SERIES,
-};
+pub(crate) use fleet::{licence_params, load_raw, parse_id, penetration_version, LICENCE_PARAMS};
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
