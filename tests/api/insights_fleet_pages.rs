@@ -60,6 +60,13 @@ async fn shots(browser: &Client, name: &str) {
         .unwrap();
     for figure in figures {
         let key = figure.attr("data-chart").await.unwrap().unwrap_or_default();
+        browser
+            .execute(
+                "arguments[0].scrollIntoView()",
+                vec![serde_json::to_value(&figure).unwrap()],
+            )
+            .await
+            .unwrap();
         let png = figure.screenshot().await.unwrap();
         std::fs::write(format!("/tmp/insights-fleet-{name}-{key}.png"), png).unwrap();
     }

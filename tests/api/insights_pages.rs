@@ -207,7 +207,7 @@ async fn chromium_shows_every_insights_page_with_charts_matching_the_api() {
         want
     );
     let drawn = marks(&browser).await;
-    assert_eq!(drawn.len(), 1);
+    assert_eq!(drawn.len(), 4, "installations, activity, churned, sources");
     assert_eq!(
         drawn[0] as usize,
         want.len(),
@@ -244,7 +244,11 @@ async fn chromium_shows_every_insights_page_with_charts_matching_the_api() {
         want
     );
     let drawn = marks(&browser).await;
-    assert_eq!(drawn.len(), 2, "adoption and vulnerable share");
+    assert_eq!(
+        drawn.len(),
+        5,
+        "adoption, penetration, versions behind, vulnerable share, both sources"
+    );
     assert!(drawn.iter().all(|n| *n > 0), "{drawn:?}");
     shot("versions").await;
 

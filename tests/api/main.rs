@@ -22,6 +22,7 @@ mod ingest_kill;
 mod insights;
 mod insights_fleet;
 mod insights_fleet_pages;
+mod insights_licences;
 mod insights_pages;
 mod jobs;
 mod privacy;

@@ -4,7 +4,10 @@
 
 use std::fmt::Write as _;
 
-use super::{escape, label, nice_max, BarChart, BOTTOM, HEIGHT, LEFT, PALETTE, RIGHT, TOP, WIDTH};
+use super::{
+    escape, label, label_every, legend, nice_max, BarChart, BOTTOM, HEIGHT, LEFT, PALETTE, RIGHT,
+    TOP, WIDTH,
+};
 
 /// The SVG of `chart` with the series of each category side by side instead of stacked.
 pub(crate) fn grouped_svg(chart: &BarChart) -> String {
@@ -49,7 +52,7 @@ pub(crate) fn grouped_svg(chart: &BarChart) -> String {
     let slot = plot_w / n;
     let groups = chart.series.len().max(1) as f64;
     let bar_w = (slot * 0.8 / groups).max(1.0);
-    let every = ((60.0 / slot).ceil() as usize).max(1);
+    let every = label_every(&chart.categories, slot);
     for (i, category) in chart.categories.iter().enumerate() {
         let x0 = LEFT + slot * i as f64 + slot * 0.1;
         for (s, (name, values)) in chart.series.iter().enumerate() {
@@ -79,18 +82,7 @@ pub(crate) fn grouped_svg(chart: &BarChart) -> String {
             );
         }
     }
-    for (s, (name, _)) in chart.series.iter().enumerate().take(16) {
-        let y = TOP + 16.0 * s as f64;
-        let _ = write!(
-            svg,
-            r##"<rect x="{lx}" y="{y}" width="12" height="12" fill="{fill}"/><text x="{tx}" y="{ty}" font-size="12" fill="#1f1f1f">{}</text>"##,
-            escape(name),
-            lx = WIDTH - RIGHT + 12.0,
-            tx = WIDTH - RIGHT + 30.0,
-            ty = y + 10.0,
-            fill = PALETTE[s % PALETTE.len()]
-        );
-    }
+    legend(&mut svg, chart.series.iter().map(|(name, _)| name.as_str()));
     svg.push_str("</svg>");
     svg
 }

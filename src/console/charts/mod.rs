@@ -74,6 +74,57 @@ fn label(v: f64) -> String {
     }
 }
 
+/// Every how many categories a label fits: the longest label (about 6.5 px per character
+/// at 11 px) plus a gap must fit in the slots it spans.
+fn label_every(categories: &[String], slot: f64) -> usize {
+    let longest = categories
+        .iter()
+        .map(|c| c.chars().count())
+        .max()
+        .unwrap_or(0) as f64;
+    (((longest * 6.5 + 10.0).max(60.0) / slot).ceil() as usize).max(1)
+}
+
+/// Characters per legend line (the legend column is 120 px wide at 12 px).
+const LEGEND_LINE_CHARS: usize = 18;
+
+/// The legend: a swatch per series and its name, wrapped on spaces onto lines of at most
+/// [`LEGEND_LINE_CHARS`] characters, so long names stay inside the chart.
+fn legend<'a>(svg: &mut String, names: impl Iterator<Item = &'a str>) {
+    let mut y = TOP;
+    for (s, name) in names.enumerate().take(16) {
+        let mut lines: Vec<String> = Vec::new();
+        for word in name.split(' ') {
+            match lines.last_mut() {
+                Some(line)
+                    if line.chars().count() + 1 + word.chars().count() <= LEGEND_LINE_CHARS =>
+                {
+                    line.push(' ');
+                    line.push_str(word);
+                }
+                _ => lines.push(word.to_owned()),
+            }
+        }
+        let _ = write!(
+            svg,
+            r##"<rect x="{lx}" y="{y}" width="12" height="12" fill="{fill}"/>"##,
+            lx = WIDTH - RIGHT + 12.0,
+            fill = PALETTE[s % PALETTE.len()]
+        );
+        for line in &lines {
+            let _ = write!(
+                svg,
+                r##"<text x="{tx}" y="{ty}" font-size="12" fill="#1f1f1f">{}</text>"##,
+                escape(line),
+                tx = WIDTH - RIGHT + 30.0,
+                ty = y + 10.0,
+            );
+            y += 14.0;
+        }
+        y += 4.0;
+    }
+}
+
 impl BarChart {
     /// True when there is nothing to draw.
     pub fn is_empty(&self) -> bool {
@@ -130,8 +181,8 @@ impl BarChart {
         let n = self.categories.len().max(1) as f64;
         let slot = plot_w / n;
         let bar_w = (slot * 0.7).max(1.0);
-        // label every k-th category so labels never overlap (~60 px each)
-        let every = ((60.0 / slot).ceil() as usize).max(1);
+        // label every k-th category so labels never overlap
+        let every = label_every(&self.categories, slot);
         for (i, category) in self.categories.iter().enumerate() {
             let x = LEFT + slot * i as f64 + (slot - bar_w) / 2.0;
             let mut base = 0.0;
@@ -162,19 +213,7 @@ impl BarChart {
                 );
             }
         }
-        // legend
-        for (s, (name, _)) in self.series.iter().enumerate().take(16) {
-            let y = TOP + 16.0 * s as f64;
-            let _ = write!(
-                svg,
-                r##"<rect x="{lx}" y="{y}" width="12" height="12" fill="{fill}"/><text x="{tx}" y="{ty}" font-size="12" fill="#1f1f1f">{}</text>"##,
-                escape(name),
-                lx = WIDTH - RIGHT + 12.0,
-                tx = WIDTH - RIGHT + 30.0,
-                ty = y + 10.0,
-                fill = PALETTE[s % PALETTE.len()]
-            );
-        }
+        legend(&mut svg, self.series.iter().map(|(name, _)| name.as_str()));
         svg.push_str("</svg>");
         svg
     }
@@ -207,6 +246,23 @@ mod tests {
         assert!(svg.contains(r#"data-value="3""#));
         assert!(!chart.is_empty());
         assert!(BarChart::default().is_empty());
+    }
+
+    #[test]
+    fn long_legend_names_wrap_and_long_labels_thin_out() {
+        let mut svg = String::new();
+        legend(
+            &mut svg,
+            ["version checks only, never pinged", "new"].into_iter(),
+        );
+        assert!(svg.contains(">version checks<") && svg.contains(">only, never pinged<"));
+        assert!(
+            svg.contains(r#"y="52""#),
+            "the second swatch is below both lines"
+        );
+        let labels = vec!["2026-12-01 (incomplete)".to_string(); 2];
+        assert_eq!(label_every(&labels, 100.0), 2);
+        assert_eq!(label_every(&["2026-01".to_string()], 100.0), 1);
     }
 
     #[test]

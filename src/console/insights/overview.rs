@@ -243,12 +243,12 @@ fn sources_section(range: &Range, rows: &[SourcesRow], query: &str) -> Section {
                 ),
                 (
                     label.clone(),
-                    "version checks only, pinged before".to_string(),
+                    "checks only, pinged before".to_string(),
                     (r.version_check_only - r.never_pinged) as f64,
                 ),
                 (
                     label,
-                    "version checks only, never pinged".to_string(),
+                    "checks only, never pinged".to_string(),
                     r.never_pinged as f64,
                 ),
             ]

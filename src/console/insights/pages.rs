@@ -3,18 +3,16 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
-use std::collections::BTreeMap;
 
 use super::filters::{
     include_internal_field, period_label, range_of, range_query, read, series_fields, stacked,
-    store_error, SERIES,
+    store_error,
 };
 use super::{installation_href, query_of, render, Cell, Field, PageContent, Section};
 use crate::console::auth::{ConsoleError, ConsoleUser, Role};
 use crate::db::models::insights as store;
 use crate::domain::insights::dimension::Dimension;
 use crate::domain::insights::time_frame::TimeFrame;
-use crate::error::ApiError;
 use crate::insights::report;
 use crate::routes::insights::params::Params;
 use crate::routes::insights::{
@@ -24,8 +22,6 @@ use crate::state::AppState;
 
 /// Most key paths listed by one catalogue search.
 const CATALOGUE_LIMIT: usize = 200;
-/// Most minor lines drawn as their own series (the rest are "other").
-const MAX_LINES: usize = 8;
 
 /// `GET /console/insights/backport`: per minor line, who is active, and the what-if.
 pub async fn backport(

@@ -267,38 +267,40 @@ fn penetration_section(range: &Range, x: &Version, rows: &[PenetrationRow]) -> S
     s
 }
 
-/// The label of a versions-behind bucket.
-fn behind_label(n: Option<u32>) -> String {
+/// The chart series of a versions-behind bucket: 0–3 each, 4 and more together.
+fn behind_series(n: Option<u32>) -> String {
     match n {
-        Some(0) => "up to date (0)".into(),
-        Some(1) => "1 minor behind".into(),
-        Some(n) => format!("{n} minors behind"),
+        Some(n) if n >= 4 => "4+ behind".into(),
+        Some(n) => format!("{n} behind"),
         None => "unknown".into(),
     }
 }
 
 fn behind_section(range: &Range, rows: &[BehindRow], query: &str) -> Section {
-    // 0-3 behind get their own colour, 4 and more are drawn together
     let points: Vec<(String, String, f64)> = rows
         .iter()
         .map(|r| {
-            let series = match r.minors_behind {
-                Some(n) if n >= 4 => "4 or more minors behind".into(),
-                other => behind_label(other),
-            };
             (
                 period_label(r.period, r.complete),
-                series,
+                behind_series(r.minors_behind),
                 r.installations as f64,
             )
         })
         .collect();
-    let chart = stacked(
+    let mut chart = stacked(
         "Installations by minor releases behind",
         range.kind.as_str(),
         "installations",
         &points,
     );
+    // legend and colours in bucket order, whatever order the periods bring them in
+    let order = |name: &str| {
+        ["0 behind", "1 behind", "2 behind", "3 behind", "4+ behind"]
+            .iter()
+            .position(|b| *b == name)
+            .unwrap_or(usize::MAX)
+    };
+    chart.series.sort_by_key(|(name, _)| order(name));
     let mut s = Section::new(
         "behind",
         "Versions behind: minor releases behind the latest release known on the submission's day",

@@ -7,10 +7,7 @@ pub mod output;
 pub mod params;
 pub mod pseudonymise;
 
-pub(crate) use fleet::{
-    licence_params, load_raw, parse_id, penetration_version, LICENCE_PARAMS, PENETRATION_PARAMS,
-    PLAIN_SERIES,
-};
+pub(crate) use fleet::{licence_params, load_raw, parse_id, penetration_version, LICENCE_PARAMS};
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
