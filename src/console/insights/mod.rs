@@ -3,6 +3,7 @@
 //! Filters live in the URL (GET forms), so a view can be shared. Analysts and above.
 
 mod filters;
+mod metrics;
 mod pages;
 
 use actix_web::http::StatusCode;
@@ -18,7 +19,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/insights", web::get().to(pages::overview))
         .route("/insights/versions", web::get().to(pages::versions))
         .route("/insights/backport", web::get().to(pages::backport))
-        .route("/insights/metrics", web::get().to(pages::metrics))
+        .route("/insights/metrics", web::get().to(metrics::metrics))
         .route("/insights/vulnerable", web::get().to(pages::vulnerable))
         .route("/insights/installation", web::get().to(pages::installation));
 }
