@@ -18,6 +18,8 @@ mod health;
 mod helpers;
 mod ingest_kill;
 mod insights;
+mod insights_metrics;
+mod insights_model;
 mod insights_pages;
 mod jobs;
 mod privacy;

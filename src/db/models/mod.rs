@@ -4,6 +4,7 @@ pub mod active_versions;
 pub mod console;
 pub mod erasure;
 pub mod insights;
+pub mod insights_catalogue;
 pub mod insights_queries;
 pub mod release_changes;
 pub mod releases;

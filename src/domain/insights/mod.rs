@@ -3,6 +3,7 @@
 //! incremental rollup job, `insights rebuild` and the tests all apply the very same rules.
 
 pub mod aggregate;
+pub mod definitions;
 pub mod dimension;
 pub mod installation;
 pub mod period_value;
