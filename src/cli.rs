@@ -68,6 +68,23 @@ pub enum Command {
     /// Insights rollups: fold in new submissions, or rebuild them from scratch.
     #[command(subcommand)]
     Insights(InsightsCommand),
+    /// Metric definitions: `metrics import FILE.yml` (GitLab's metric definitions export).
+    #[command(subcommand)]
+    Metrics(MetricsCommand),
+}
+
+/// `metrics …`
+#[derive(Debug, Subcommand)]
+pub enum MetricsCommand {
+    /// Replace the stored metric definitions by a YAML export; rebuilds the insights
+    /// rollups when a received key's time frame changed.
+    Import {
+        /// The YAML file (a list of definitions), at most 32 MiB.
+        file: PathBuf,
+        /// Do not rebuild the rollups; run `version-app insights rebuild` later.
+        #[arg(long)]
+        no_rebuild: bool,
+    },
 }
 
 /// `insights …`
@@ -250,6 +267,12 @@ fn run_store_command(settings: Settings, command: Command) -> anyhow::Result<()>
                 "insights {verb}: {processed} submission(s) processed in {:.1} s",
                 started.elapsed().as_secs_f64()
             )?;
+        }
+        Command::Metrics(MetricsCommand::Import { file, no_rebuild }) => {
+            drop(conn);
+            let text = crate::insights::definitions::read_file(&file)?;
+            let report = crate::insights::definitions::import(&db, &text, !no_rebuild)?;
+            crate::insights::definitions::print_report(&report, &mut out)?;
         }
         Command::User(command) => crate::console::accounts::run(&mut conn, command, &mut out)?,
         Command::Serve | Command::Healthcheck => unreachable!("handled in run"),

@@ -507,3 +507,62 @@ diesel::allow_tables_to_appear_in_same_query!(
     insights_metric_values,
     metric_keys
 );
+
+// --- metric definitions and catalogue (issue 13; migration 2026-12-03-000400_metric_definitions_catalogue) ---
+
+diesel::table! {
+    /// GitLab's metric definitions, as last imported.
+    metric_definitions (key_path) {
+        /// The metric's key path.
+        key_path -> Text,
+        /// What it measures.
+        description -> Nullable<Text>,
+        /// Owning product group.
+        product_group -> Nullable<Text>,
+        /// number, string, boolean, object.
+        value_type -> Nullable<Text>,
+        /// active, removed, …
+        status -> Nullable<Text>,
+        /// 7d, 28d, all, none.
+        time_frame -> Text,
+        /// database, redis_hll, …
+        data_source -> Nullable<Text>,
+        /// Tiers, comma-separated.
+        tier -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    /// Per key: the lowest and highest version that sent it.
+    insights_metric_catalogue (key_id) {
+        /// `metric_keys.id`.
+        key_id -> BigInt,
+        /// Lowest version.
+        first_version -> Text,
+        /// Its sort key.
+        first_sort -> BigInt,
+        /// Highest version.
+        last_version -> Text,
+        /// Its sort key.
+        last_sort -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// Per key and month: installations whose counted submission carries the key.
+    insights_key_months (period_start, key_id) {
+        /// `metric_keys.id`.
+        key_id -> BigInt,
+        /// First day of the month.
+        period_start -> Date,
+        /// Installations (internal and staging left out).
+        installations -> BigInt,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(
+    insights_metric_catalogue,
+    insights_key_months,
+    metric_keys,
+    metric_definitions
+);

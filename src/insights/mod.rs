@@ -5,6 +5,9 @@
 //! store's size); [`refresh::rebuild`] empties them and folds everything again, which must give
 //! the same tables. [`report`] turns the tables into the numbers every endpoint and page shows.
 
+mod catalogue;
+pub mod definitions;
+pub mod metric_lists;
 pub mod refresh;
 pub mod report;
 

@@ -12,12 +12,13 @@ use std::collections::HashMap;
 use crate::db::models::insights::{
     self as store, MetricValueRow, Neighbour, PeriodRow, SourceSubmission, SubmissionRow,
 };
+use crate::db::models::insights_catalogue as catalogue;
 use crate::db::{AnyConnection, Db, DbError};
 use crate::domain::insights::installation::{is_excluded_by_default, Installation};
 use crate::domain::insights::period_value::{period_value, PeriodValue};
 use crate::domain::insights::periods::{effective_recorded_at, is_later, PeriodKind};
 use crate::domain::insights::tier::Tier;
-use crate::domain::insights::time_frame::TimeFrame;
+use crate::domain::insights::time_frame::{effective, TimeFrame};
 
 /// The job's name on the runner and in `/metrics`.
 pub const JOB_NAME: &str = "insights_rollup";
@@ -30,19 +31,20 @@ const BATCH: i64 = 200;
 const LOOKBACK_IDS: i64 = 1_000;
 
 /// Every metric key with its path and time frame.
-struct Keys {
-    ids: Vec<i64>,
+pub(super) struct Keys {
+    pub(super) ids: Vec<i64>,
     by_id: HashMap<i64, (String, TimeFrame)>,
 }
 
 impl Keys {
     fn load(conn: &mut AnyConnection) -> Result<Keys, DbError> {
-        let rows = store::list_metric_keys(conn)?;
-        let ids = rows.iter().map(|(id, _)| *id).collect();
+        // An imported definition's time frame decides over the key-path guess.
+        let rows = catalogue::list_keys_with_definitions(conn)?;
+        let ids = rows.iter().map(|(id, _, _)| *id).collect();
         let by_id = rows
             .into_iter()
-            .map(|(id, path)| {
-                let frame = TimeFrame::from_key_path(&path);
+            .map(|(id, path, defined)| {
+                let (frame, _) = effective(&path, defined.as_deref());
                 (id, (path, frame))
             })
             .collect();
@@ -91,7 +93,10 @@ pub fn refresh(db: &Db) -> anyhow::Result<usize> {
 
 /// Empties the rollups and folds every submission again; returns how many were.
 pub fn rebuild(db: &Db) -> anyhow::Result<usize> {
-    store::reset_all(&mut db.get()?)?;
+    let mut conn = db.get()?;
+    store::reset_all(&mut conn)?;
+    catalogue::reset(&mut conn)?;
+    drop(conn);
     refresh(db)
 }
 
@@ -165,6 +170,9 @@ fn process(
             if !wins {
                 continue;
             }
+            if kind == PeriodKind::Month && !excluded {
+                super::catalogue::count_month(conn, keys, start, current.as_ref(), s.id)?;
+            }
             store::upsert_period(
                 conn,
                 &PeriodRow {
@@ -195,6 +203,7 @@ fn process(
                 recompute(conn, keys, kind, installation_id, next.period_start)?;
             }
         }
+        super::catalogue::note_versions(conn, keys, s)?;
         let stored = store::get_state(conn, WATERMARK)?.unwrap_or(0);
         if watermark > stored {
             store::set_state(conn, WATERMARK, watermark)?;

@@ -23,6 +23,8 @@ mod insights;
 mod insights_fleet;
 mod insights_fleet_pages;
 mod insights_licences;
+mod insights_metrics;
+mod insights_model;
 mod insights_pages;
 mod jobs;
 mod privacy;

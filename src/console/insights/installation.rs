@@ -137,7 +137,7 @@ pub async fn raw(
     let payload = match load_raw(&state, id).await {
         Ok(p) => p,
         Err(ApiError::NotFound(message)) => return Err(ConsoleError::NotFound(message)),
-        Err(ApiError::Unavailable) => return Err(ConsoleError::Unavailable),
+        Err(ApiError::Unavailable(Some(cause))) => return Err(ConsoleError::Unavailable(cause)),
         Err(e) => return Err(ConsoleError::Internal(e.to_string())),
     };
     let pretty = serde_json::to_string_pretty(&payload)

@@ -6,6 +6,7 @@ mod filters;
 mod installation;
 mod licences;
 mod overview;
+mod metrics;
 mod pages;
 mod versions;
 
@@ -27,7 +28,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::get().to(installation::raw),
         )
         .route("/insights/backport", web::get().to(pages::backport))
-        .route("/insights/metrics", web::get().to(pages::metrics))
+        .route("/insights/metrics", web::get().to(metrics::metrics))
         .route("/insights/vulnerable", web::get().to(pages::vulnerable))
         .route(
             "/insights/installation",

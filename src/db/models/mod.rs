@@ -5,6 +5,7 @@ pub mod console;
 pub mod erasure;
 pub mod insights;
 pub(crate) mod insights_fleet;
+pub mod insights_catalogue;
 pub mod insights_queries;
 pub mod release_changes;
 pub mod releases;

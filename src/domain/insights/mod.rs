@@ -4,6 +4,7 @@
 
 pub(crate) mod activity;
 pub mod aggregate;
+pub mod definitions;
 pub mod dimension;
 pub mod installation;
 pub(crate) mod licence;

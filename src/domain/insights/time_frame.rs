@@ -76,6 +76,36 @@ impl TimeFrame {
     }
 }
 
+/// Where a key path's time frame came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum FrameSource {
+    /// An imported metric definition (`version-app metrics import`).
+    #[serde(rename = "definition")]
+    Definition,
+    /// The key-path rule of the module table.
+    #[serde(rename = "key_path")]
+    KeyPath,
+}
+
+impl FrameSource {
+    /// `definition` or `key_path`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FrameSource::Definition => "definition",
+            FrameSource::KeyPath => "key_path",
+        }
+    }
+}
+
+/// The time frame that applies to a key path: its definition's when it has one (and that
+/// one is readable), else the key-path guess.
+pub fn effective(key_path: &str, defined: Option<&str>) -> (TimeFrame, FrameSource) {
+    match defined.and_then(|text| text.parse::<TimeFrame>().ok()) {
+        Some(frame) => (frame, FrameSource::Definition),
+        None => (TimeFrame::from_key_path(key_path), FrameSource::KeyPath),
+    }
+}
+
 /// The window a single segment names, if any.
 fn windowed(segment: &str) -> Option<TimeFrame> {
     if segment.ends_with("_monthly") || segment.ends_with("_28d") {
@@ -139,6 +169,14 @@ mod tests {
         }
         assert_eq!("all".parse::<TimeFrame>(), Ok(AllTime));
         assert!("1y".parse::<TimeFrame>().is_err());
+        assert_eq!(
+            effective("counts.issues", Some("28d")),
+            (Days28, FrameSource::Definition)
+        );
+        assert_eq!(
+            effective("counts.issues", Option::None),
+            (AllTime, FrameSource::KeyPath)
+        );
     }
 
     /// The guess against GitLab 18.9's own definitions (key_path, time_frame).

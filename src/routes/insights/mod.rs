@@ -3,6 +3,7 @@
 //! or a console session of an analyst (or a higher role).
 
 mod fleet;
+pub mod metric_lists;
 pub mod output;
 pub mod params;
 pub mod pseudonymise;
@@ -40,7 +41,12 @@ pub const MAX_BACKPORT_DAYS: i64 = 365;
 /// Registers the insights API under the `/api/v1` scope.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/insights/installations", web::get().to(installations))
+        .route("/insights/metrics", web::get().to(metric_lists::catalogue))
         .route("/insights/metrics/{key_path}", web::get().to(metric))
+        .route(
+            "/insights/metrics/{key_path}/top",
+            web::get().to(metric_lists::top),
+        )
         .route("/insights/versions", web::get().to(versions))
         .route("/insights/backport", web::get().to(backport))
         .route("/insights/installation", web::get().to(installation))
@@ -49,7 +55,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// 401 without credentials, 403 with a token of another scope or a session below analyst.
-async fn require_access(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
+pub(crate) async fn require_access(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
     crate::console::auth::authorize_api(req, state, Role::Analyst, Scope::InsightsRead).await?;
     Ok(())
 }
@@ -106,10 +112,13 @@ async fn metric(
     let by = params.by(&[Dimension::Tier, Dimension::Edition])?;
     let (range, capped) = params.range(Utc::now().date_naive())?;
     let key = key_path.clone();
-    let rows = state
+    let (rows, (frame, source)) = state
         .db
         .run(move |conn| match report::metric(conn, &key, &range, by) {
-            Ok(rows) => Ok(Ok(rows)),
+            Ok(rows) => Ok(Ok((
+                rows,
+                crate::insights::metric_lists::time_frame_of(conn, &key)?,
+            ))),
             Err(MetricError::UnknownKey(k)) => Ok(Err(k)),
             Err(MetricError::Db(e)) => Err(e),
         })
@@ -119,12 +128,13 @@ async fn metric(
     struct Meta {
         key_path: String,
         time_frame: &'static str,
+        time_frame_source: &'static str,
         #[serde(flatten)]
         series: SeriesMeta,
     }
     let meta = Meta {
-        time_frame: crate::domain::insights::time_frame::TimeFrame::from_key_path(&key_path)
-            .as_str(),
+        time_frame: frame.as_str(),
+        time_frame_source: source.as_str(),
         key_path,
         series: SeriesMeta {
             period: range.kind.as_str(),

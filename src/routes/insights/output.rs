@@ -26,7 +26,8 @@ pub fn text(value: &str) -> String {
     neutralise(value).into_owned()
 }
 
-fn opt<T: ToString>(value: &Option<T>) -> String {
+/// An optional cell, empty when absent.
+pub fn opt<T: ToString>(value: &Option<T>) -> String {
     value.as_ref().map(ToString::to_string).unwrap_or_default()
 }
 
