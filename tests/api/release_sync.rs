@@ -235,7 +235,7 @@ async fn a_mirror_follows_its_upstream_and_its_verdicts_change() {
     let out = cli(
         &fresh.url,
         &["releases", "sync", "--from", &upstream.address],
-        &[],
+        &[("USER", "mirror-ops")],
     )
     .await;
     assert!(out.status.success(), "{}", stderr(&out));
@@ -250,6 +250,7 @@ async fn a_mirror_follows_its_upstream_and_its_verdicts_change() {
         "{text}"
     );
     assert!(text.contains("sync:") && text.contains(" sync "), "{text}");
+    assert!(text.contains("[run by cli:mirror-ops]"), "{text}");
     let again = cli(
         &fresh.url,
         &["releases", "sync", "--from", &upstream.address],
