@@ -195,7 +195,13 @@ fn sync(
     let mut options = SyncOptions::from_settings(settings, from).map_err(anyhow::Error::msg)?;
     options.allow_downgrade |= allow_downgrade;
     let fetched = release_sync::fetch::fetch_all(&options.url, &options.caps)?;
-    let planned = release_sync::plan_sync(conn, &options, &fetched)?;
+    let mut planned = release_sync::plan_sync(conn, &options, &fetched)?;
+    // The actor stays `sync:URL` (where the values came from); the note says who ran it.
+    let by = cli_actor(Via::Sync).name;
+    planned.actor.note = Some(match planned.actor.note.take() {
+        Some(note) => format!("{note}; run by {by}"),
+        None => format!("run by {by}"),
+    });
     writeln!(
         out,
         "read {} release(s) in {} page(s) from {}",

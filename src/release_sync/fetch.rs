@@ -208,6 +208,15 @@ fn read_body(
 
 /// Reads every page from `base` (the upstream's versions API), following its paging.
 pub fn fetch_all(base: &Url, caps: &Caps) -> Result<Fetched, SyncError> {
+    fetch_until(base, caps, &|| false)
+}
+
+/// [`fetch_all`], stopping before the next page once `cancelled()` (shutdown).
+pub fn fetch_until(
+    base: &Url,
+    caps: &Caps,
+    cancelled: &dyn Fn() -> bool,
+) -> Result<Fetched, SyncError> {
     let client = Client::builder()
         .timeout(caps.timeout)
         .connect_timeout(caps.timeout.min(MAX_CONNECT))
@@ -229,6 +238,12 @@ pub fn fetch_all(base: &Url, caps: &Caps) -> Result<Fetched, SyncError> {
     let mut page: u32 = 1;
     let mut pages: u32 = 0;
     loop {
+        if cancelled() {
+            return Err(fail(
+                Reason::Cancelled,
+                "the app is shutting down".to_string(),
+            ));
+        }
         if pages >= caps.max_pages {
             return Err(fail(
                 Reason::TooManyPages,

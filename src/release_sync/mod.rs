@@ -57,11 +57,13 @@ pub enum Reason {
     Downgrade,
     /// The local store failed, or a release changed here during the sync.
     Store,
+    /// The app began shutting down during the sync.
+    Cancelled,
 }
 
 impl Reason {
     /// Every reason, for zero-initialised metrics.
-    pub const ALL: [Reason; 10] = [
+    pub const ALL: [Reason; 11] = [
         Reason::Connect,
         Reason::Timeout,
         Reason::HttpStatus,
@@ -72,6 +74,7 @@ impl Reason {
         Reason::TooManyVersions,
         Reason::Downgrade,
         Reason::Store,
+        Reason::Cancelled,
     ];
 
     /// The label in logs and `/metrics`.
@@ -87,6 +90,7 @@ impl Reason {
             Reason::TooManyVersions => "too_many_versions",
             Reason::Downgrade => "downgrade",
             Reason::Store => "store",
+            Reason::Cancelled => "cancelled",
         }
     }
 }
@@ -233,7 +237,14 @@ pub fn register_job(jobs: &Jobs, metrics: &Metrics, settings: &Arc<Settings>, re
     if settings.release_sync_url.is_none() {
         return;
     }
-    let options = SyncOptions::from_settings(settings, None).expect("validated at load");
+    // Settings read by `Settings::load` are validated; ones built in code may not be.
+    let options = match SyncOptions::from_settings(settings, None) {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::error!(error.cause = %e, "release_sync_url is unusable; release sync is off");
+            return;
+        }
+    };
     let counters = SyncMetrics::register(metrics.registry());
     tracing::info!(release_sync.url = %options.url, "release sync enabled");
     jobs.every(
@@ -241,7 +252,8 @@ pub fn register_job(jobs: &Jobs, metrics: &Metrics, settings: &Arc<Settings>, re
         Duration::from_secs(settings.release_sync_interval_secs),
         RunScope::OnceAcrossProcesses,
         move |ctx| {
-            let outcome = fetch::fetch_all(&options.url, &options.caps).and_then(|fetched| {
+            let cancelled = || ctx.cancel.is_cancelled();
+            let outcome = fetch::fetch_until(&options.url, &options.caps, &cancelled).and_then(|fetched| {
                 // The connection is taken only after the upstream answered: a slow upstream
                 // holds no pooled connection.
                 let mut conn = ctx.db.get().map_err(|e| SyncError {
