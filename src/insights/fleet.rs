@@ -264,6 +264,9 @@ fn line_key(text: &str) -> (i64, i64) {
     )
 }
 
+/// A (period, numeric line, line text) key: periods in order, lines numerically.
+type LineKey = (NaiveDate, (i64, i64), String);
+
 /// `versions/sources` rows.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub(crate) struct VersionSourcesRow {
@@ -287,7 +290,7 @@ pub(crate) fn version_sources(
     range: &Range,
 ) -> Result<Vec<VersionSourcesRow>, DbError> {
     let s = sources(conn, range)?;
-    let mut counts: BTreeMap<(NaiveDate, (i64, i64), String), (u64, u64)> = BTreeMap::new();
+    let mut counts: BTreeMap<LineKey, (u64, u64)> = BTreeMap::new();
     for (period, list) in &s.pings {
         for (r, _) in list {
             let line = match (r.version_major, r.version_minor) {

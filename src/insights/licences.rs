@@ -206,10 +206,10 @@ pub(crate) fn list(
     let key = |r: &LicenceRow| (r.hostname.clone(), r.uuid.clone());
     match which {
         LicenceList::OverSeats => {
-            rows.sort_by(|a, b| b.over_by.cmp(&a.over_by).then(key(a).cmp(&key(b))))
+            rows.sort_by(|a, b| b.over_by.cmp(&a.over_by).then(key(a).cmp(&key(b))));
         }
         LicenceList::Expiring(_) => {
-            rows.sort_by(|a, b| a.expires_at.cmp(&b.expires_at).then(key(a).cmp(&key(b))))
+            rows.sort_by(|a, b| a.expires_at.cmp(&b.expires_at).then(key(a).cmp(&key(b))));
         }
         LicenceList::Trials => rows.sort_by_key(key),
     }

@@ -12,8 +12,9 @@ use serde_json::{json, Value};
 use version_app::auth::Scope;
 use version_app::console::auth::Role;
 
-const PAGES: [&str; 6] = [
+const PAGES: [&str; 7] = [
     "/console/insights",
+    "/console/insights/licences",
     "/console/insights/versions",
     "/console/insights/backport",
     "/console/insights/metrics",

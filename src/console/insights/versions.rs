@@ -344,12 +344,17 @@ fn sources_section(range: &Range, rows: &[VersionSourcesRow], query: &str) -> Se
             (period_label(r.period, r.complete), line, r.total as f64)
         })
         .collect();
-    let chart = stacked(
+    let mut chart = stacked(
         "Installations and version-check-only hosts per minor line",
         range.kind.as_str(),
         "installations and hosts",
         &points,
     );
+    // the legend in version order, newest first ("other" and "unknown" last)
+    chart.series.sort_by_key(|(name, _)| {
+        let mut parts = name.split('.').map(|p| p.parse::<i64>().unwrap_or(-1));
+        std::cmp::Reverse((parts.next().unwrap_or(-1), parts.next().unwrap_or(-1)))
+    });
     let mut s = Section::new(
         "version_sources",
         "Both sources: Service Ping installations and version-check-only hosts per minor line",
