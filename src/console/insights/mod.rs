@@ -5,8 +5,8 @@
 mod filters;
 mod installation;
 mod licences;
-mod overview;
 mod metrics;
+mod overview;
 mod pages;
 mod versions;
 
