@@ -19,6 +19,7 @@ pub use json_text::JsonText;
 use diesel::connection::SimpleConnection;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
 use diesel::{PgConnection, SqliteConnection};
+use diesel::migration::MigrationSource;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use std::path::Path;
 use std::time::Duration;
@@ -259,18 +260,47 @@ impl Db {
         }
     }
 
-    /// Brings the schema up to date; returns the names of the migrations applied.
+    /// Brings the schema up to date; returns the names of the migrations applied. Refuses
+    /// a store that has migrations this binary does not know (see [`Db::migrate_with`]).
     pub fn migrate(&self) -> Result<Vec<String>, DbError> {
+        self.migrate_with(false)
+    }
+
+    /// Brings the schema up to date. The migration rule (docs/scaling.md): migrations are
+    /// backward-compatible for one release, and a process refuses to start on a store
+    /// migrated by a newer release (an applied migration it does not know) unless
+    /// `allow_newer_schema` is set, for rolling back one release. The whole step holds an
+    /// advisory lock on PostgreSQL (the write lock on SQLite), so nodes starting at once
+    /// migrate one after another instead of racing on the same DDL.
+    pub fn migrate_with(&self, allow_newer_schema: bool) -> Result<Vec<String>, DbError> {
+        use diesel::connection::{AnsiTransactionManager, TransactionManager};
         let mut conn = self.get()?;
-        let applied = with_conn!(&mut conn, |c| {
-            let migrations = match self.backend {
-                Backend::Sqlite => SQLITE_MIGRATIONS,
-                Backend::Postgres => POSTGRES_MIGRATIONS,
-            };
-            c.run_pending_migrations(migrations)
-                .map(|versions| versions.iter().map(|v| v.to_string()).collect::<Vec<_>>())
-        });
-        applied.map_err(|e| DbError::Other(format!("migration failed: {e}")))
+        match &mut conn {
+            AnyConnection::Postgres(c) => {
+                let lock_key = locks::migration_lock_key();
+                c.batch_execute(&format!("SELECT pg_advisory_lock({lock_key})"))?;
+                let outcome = migrate_on(&mut **c, POSTGRES_MIGRATIONS, allow_newer_schema);
+                // A failure here leaves the lock on a pooled connection; the pool's next
+                // validity check or the process's exit ends the session and releases it.
+                let _ = c.batch_execute(&format!("SELECT pg_advisory_unlock({lock_key})"));
+                outcome
+            }
+            AnyConnection::Sqlite(c) => {
+                // SQLite: one IMMEDIATE transaction around it all (each migration becomes a
+                // savepoint), so processes starting together take turns (busy_timeout).
+                AnsiTransactionManager::begin_transaction_sql(&mut **c, "BEGIN IMMEDIATE")?;
+                match migrate_on(&mut **c, SQLITE_MIGRATIONS, allow_newer_schema) {
+                    Ok(applied) => {
+                        AnsiTransactionManager::commit_transaction(&mut **c)?;
+                        Ok(applied)
+                    }
+                    Err(err) => {
+                        let _ = AnsiTransactionManager::rollback_transaction(&mut **c);
+                        Err(err)
+                    }
+                }
+            }
+        }
     }
 
     /// True when the store answers a trivial query.
@@ -282,6 +312,54 @@ impl Db {
         with_conn!(&mut conn, |c| c.batch_execute("SELECT 1"))?;
         Ok(())
     }
+}
+
+/// Refuses unknown applied migrations (unless allowed), then runs the pending ones.
+fn migrate_on<B, C>(
+    c: &mut C,
+    migrations: EmbeddedMigrations,
+    allow_newer_schema: bool,
+) -> Result<Vec<String>, DbError>
+where
+    B: diesel::backend::Backend,
+    C: MigrationHarness<B>,
+    EmbeddedMigrations: MigrationSource<B>,
+{
+    let failed = |e: Box<dyn std::error::Error + Send + Sync>| {
+        DbError::Other(format!("migration failed: {e}"))
+    };
+    let known: std::collections::HashSet<String> =
+        MigrationSource::<B>::migrations(&migrations)
+            .map_err(failed)?
+            .iter()
+            .map(|m| m.name().version().to_string())
+            .collect();
+    let unknown: Vec<String> = c
+        .applied_migrations()
+        .map_err(failed)?
+        .iter()
+        .map(ToString::to_string)
+        .filter(|version| !known.contains(version))
+        .collect();
+    if !unknown.is_empty() {
+        let list = unknown.join(", ");
+        if !allow_newer_schema {
+            return Err(DbError::Other(format!(
+                "the store was migrated by a newer release of version-app: it has migration(s) \
+                 {list} that this binary does not know. Run the newer release, or set \
+                 allow_newer_schema = true (VERSION_APP_ALLOW_NEWER_SCHEMA=true) to roll back \
+                 one release (migrations are backward-compatible for one release; \
+                 docs/scaling.md)"
+            )));
+        }
+        tracing::warn!(
+            migrations.unknown = %list,
+            "the store has migrations this binary does not know; starting because allow_newer_schema is set"
+        );
+    }
+    c.run_pending_migrations(migrations)
+        .map(|versions| versions.iter().map(ToString::to_string).collect())
+        .map_err(failed)
 }
 
 /// Switches the file to WAL once, from one connection, before the pool opens several at once:

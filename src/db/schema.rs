@@ -505,3 +505,15 @@ diesel::allow_tables_to_appear_in_same_query!(
     insights_metric_values,
     metric_keys
 );
+
+diesel::table! {
+    /// When each once-across-processes background job last started (store clock).
+    job_schedule (job) {
+        /// Job name (the `job` label in `/metrics`).
+        job -> Text,
+        /// Milliseconds since the Unix epoch, by the store's clock.
+        last_started_ms -> BigInt,
+        /// Runs started, all processes together.
+        runs -> BigInt,
+    }
+}

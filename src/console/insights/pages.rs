@@ -50,7 +50,7 @@ pub async fn overview(
         })
         .unwrap_or(Dimension::Tier);
     let rows = state
-        .db
+        .read_db
         .run(move |conn| report::installations(conn, &range, Some(by)))
         .await
         .map_err(store_error)?;
@@ -140,7 +140,7 @@ pub async fn versions(
     let range = range_of(&params, &mut errors, &mut notices);
     let table = state.releases.current();
     let (rows, shares) = state
-        .db
+        .read_db
         .run(move |conn| {
             Ok((
                 report::versions(conn, &range)?,
@@ -289,7 +289,7 @@ pub async fn backport(
     let table = state.releases.current();
     let w = what_if.clone();
     let rows = state
-        .db
+        .read_db
         .run(move |conn| {
             report::backport(
                 conn,
@@ -415,7 +415,7 @@ pub async fn metrics(
     let key = params.get("key").map(str::to_owned);
     let k = key.clone();
     let (keys, series) = state
-        .db
+        .read_db
         .run(move |conn| {
             let keys = store::list_metric_keys(conn)?;
             let series = k.as_ref().map(|key| report::metric(conn, key, &range, by));
@@ -570,7 +570,7 @@ pub async fn vulnerable(
     });
     let table = state.releases.current();
     let rows = state
-        .db
+        .read_db
         .run(move |conn| {
             report::vulnerable(
                 conn,
@@ -657,7 +657,7 @@ pub async fn installation(
     let table = state.releases.current();
     let (u, h) = (uuid.clone(), hostname.clone());
     let found = state
-        .db
+        .read_db
         .run(move |conn| report::installation(conn, &table, &u, &h))
         .await
         .map_err(store_error)?;

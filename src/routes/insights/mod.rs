@@ -65,7 +65,7 @@ async fn installations(
     ])?;
     let (range, capped) = params.range(Utc::now().date_naive())?;
     let rows = state
-        .db
+        .read_db
         .run(move |conn| report::installations(conn, &range, by))
         .await?;
     let meta = SeriesMeta {
@@ -90,7 +90,7 @@ async fn metric(
     let (range, capped) = params.range(Utc::now().date_naive())?;
     let key = key_path.clone();
     let rows = state
-        .db
+        .read_db
         .run(move |conn| match report::metric(conn, &key, &range, by) {
             Ok(rows) => Ok(Ok(rows)),
             Err(MetricError::UnknownKey(k)) => Ok(Err(k)),
@@ -128,7 +128,7 @@ async fn versions(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
     let format = params.format()?;
     let (range, capped) = params.range(Utc::now().date_naive())?;
     let rows = state
-        .db
+        .read_db
         .run(move |conn| report::versions(conn, &range))
         .await?;
     let meta = SeriesMeta {
@@ -196,7 +196,7 @@ async fn backport(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
     let (days, include_internal, what_if) = backport_params(&params)?;
     let table = state.releases.current();
     let rows = state
-        .db
+        .read_db
         .run(move |conn| {
             report::backport(
                 conn,
@@ -230,7 +230,7 @@ async fn installation(
     let table = state.releases.current();
     let (u, h) = (uuid.clone(), hostname.clone());
     let found = state
-        .db
+        .read_db
         .run(move |conn| report::installation(conn, &table, &u, &h))
         .await?
         .ok_or_else(|| {
@@ -274,7 +274,7 @@ async fn vulnerable(
     let (days, include_internal, critical) = vulnerable_params(&params)?;
     let table = state.releases.current();
     let rows = state
-        .db
+        .read_db
         .run(move |conn| {
             report::vulnerable(
                 conn,
