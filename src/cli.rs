@@ -209,12 +209,10 @@ fn run_store_command(settings: Settings, command: Command) -> anyhow::Result<()>
             let mut buffered = std::io::BufWriter::new(out);
             // Analysts' reads go to the read replica when one is configured and usable.
             let mut read_conn = match settings.database_read_url {
-                Some(_) => crate::read_replica::ReadDb::new(
-                    db.clone(),
-                    &settings,
-                    &prometheus::Registry::new(),
-                )?
-                .replica_blocking(),
+                Some(_) => {
+                    crate::read_replica::ReadDb::new(db, &settings, &prometheus::Registry::new())?
+                        .replica_blocking()
+                }
                 None => None,
             };
             let conn = read_conn.as_mut().unwrap_or(&mut conn);

@@ -17,9 +17,9 @@ pub use write_tx::WriteTransaction;
 pub use json_text::JsonText;
 
 use diesel::connection::SimpleConnection;
+use diesel::migration::MigrationSource;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
 use diesel::{PgConnection, SqliteConnection};
-use diesel::migration::MigrationSource;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use std::path::Path;
 use std::time::Duration;
@@ -328,12 +328,11 @@ where
     let failed = |e: Box<dyn std::error::Error + Send + Sync>| {
         DbError::Other(format!("migration failed: {e}"))
     };
-    let known: std::collections::HashSet<String> =
-        MigrationSource::<B>::migrations(&migrations)
-            .map_err(failed)?
-            .iter()
-            .map(|m| m.name().version().to_string())
-            .collect();
+    let known: std::collections::HashSet<String> = MigrationSource::<B>::migrations(&migrations)
+        .map_err(failed)?
+        .iter()
+        .map(|m| m.name().version().to_string())
+        .collect();
     let unknown: Vec<String> = c
         .applied_migrations()
         .map_err(failed)?
@@ -413,6 +412,61 @@ mod tests {
         );
         assert_eq!(sqlite_path("sqlite:///var/lib/va.db"), "/var/lib/va.db");
         assert_eq!(sqlite_path("sqlite:va.db"), "va.db");
+    }
+
+    /// The first statement of `sql` that would break the previous release's code (the
+    /// migration rule, docs/scaling.md), unless the file says why with a `-- contract:` line
+    /// (what it removes, and which release stopped using it).
+    fn contracting(sql: &str) -> Option<String> {
+        if sql.contains("-- contract:") {
+            return None;
+        }
+        let code: String = sql
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("--"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        code.split(';').map(str::trim).find_map(|statement| {
+            let upper = statement.to_uppercase();
+            let breaks = [
+                "DROP TABLE",
+                "DROP COLUMN",
+                "RENAME",
+                "ALTER COLUMN",
+                "SET NOT NULL",
+            ]
+            .iter()
+            .any(|word| upper.contains(word))
+                || (upper.contains("ADD COLUMN")
+                    && upper.contains("NOT NULL")
+                    && !upper.contains("DEFAULT"));
+            breaks.then(|| statement.to_string())
+        })
+    }
+
+    #[test]
+    fn migrations_are_backward_compatible_for_one_release() {
+        assert!(contracting("ALTER TABLE t DROP COLUMN c;").is_some());
+        assert!(contracting("ALTER TABLE t ADD COLUMN c TEXT NOT NULL;").is_some());
+        assert!(
+            contracting("-- contract: c unused since 1.2\nALTER TABLE t DROP COLUMN c;").is_none()
+        );
+        assert!(contracting("ALTER TABLE t ADD COLUMN c TEXT NOT NULL DEFAULT '';").is_none());
+        let root = env!("CARGO_MANIFEST_DIR");
+        for tree in ["sqlite", "postgres"] {
+            for entry in std::fs::read_dir(format!("{root}/migrations/{tree}")).unwrap() {
+                let path = entry.unwrap().path().join("up.sql");
+                let sql = std::fs::read_to_string(&path).unwrap();
+                if let Some(statement) = contracting(&sql) {
+                    panic!(
+                        "{} breaks the previous release: `{statement}`. Expand only, or add a \
+                         `-- contract:` line naming the release that stopped using it \
+                         (docs/scaling.md)",
+                        path.display()
+                    );
+                }
+            }
+        }
     }
 
     #[test]

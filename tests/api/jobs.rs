@@ -211,8 +211,9 @@ async fn a_job_for_shared_state_runs_once_per_interval_across_processes() {
     }
     let total = runs.load(Ordering::SeqCst);
     let count = |text: &str, outcome: &str| -> usize {
-        let prefix =
-            format!("version_app_job_runs_total{{job=\"interval_test_job\",outcome=\"{outcome}\"}} ");
+        let prefix = format!(
+            "version_app_job_runs_total{{job=\"interval_test_job\",outcome=\"{outcome}\"}} "
+        );
         text.lines()
             .find_map(|l| l.strip_prefix(&prefix))
             .map_or(0, |v| v.trim().parse().unwrap())
@@ -236,7 +237,9 @@ async fn a_job_for_shared_state_runs_once_per_interval_across_processes() {
         )
         .unwrap();
         assert_eq!(shared, total as i64, "job_schedule counts the runs");
-        assert!(texts[0].contains("version_app_job_interval_seconds{job=\"interval_test_job\"} 0.4"));
+        assert!(
+            texts[0].contains("version_app_job_interval_seconds{job=\"interval_test_job\"} 0.4")
+        );
     } else {
         // One process per SQLite store: nothing changes, each runner runs every tick.
         assert!(total >= 2 * per_interval - 4, "{total}");

@@ -36,7 +36,10 @@ async fn wait_for(app: &TestApp, series: &str, at_least: f64) -> String {
         if metric(&text, series) >= at_least {
             return text;
         }
-        assert!(Instant::now() < deadline, "{series} never reached {at_least}:\n{text}");
+        assert!(
+            Instant::now() < deadline,
+            "{series} never reached {at_least}:\n{text}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -98,7 +101,12 @@ async fn analyst_reads_use_the_replica_and_fall_back_to_the_primary() {
     assert_eq!(metric(&text, "version_app_read_replica_usable"), 0.0);
     assert_eq!(installations(&unreachable, &token).await, on_primary);
     let text = unreachable.get("/metrics").await.text().await.unwrap();
-    assert!(metric(&text, "version_app_read_queries_total{target=\"primary_fallback\"}") >= 1.0);
+    assert!(
+        metric(
+            &text,
+            "version_app_read_queries_total{target=\"primary_fallback\"}"
+        ) >= 1.0
+    );
     unreachable.stop().await;
     primary.stop().await;
 }

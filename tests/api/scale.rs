@@ -24,14 +24,20 @@ async fn a_node_older_than_the_schema_refuses_to_start_unless_allowed() {
     );
 
     let refused = Application::build(settings.clone()).await;
-    let message = format!("{:#}", refused.err().expect("the older node must not start"));
+    let message = format!(
+        "{:#}",
+        refused.err().expect("the older node must not start")
+    );
     for needle in [FUTURE, "newer release", "VERSION_APP_ALLOW_NEWER_SCHEMA"] {
         assert!(message.contains(needle), "{needle} not in: {message}");
     }
     // The CLI follows the same rule (it migrates before every store command).
     let out = run_cli(&db.url, &["releases", "list", "--limit", "1"], &[]);
     assert!(!out.status.success(), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stderr).contains(FUTURE), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(FUTURE),
+        "{out:?}"
+    );
     let out = run_cli(
         &db.url,
         &["releases", "list", "--limit", "1"],
