@@ -151,7 +151,7 @@ fn run_store_command(settings: Settings, command: Command) -> anyhow::Result<()>
         ..settings
     };
     let db = Db::connect(&settings)?;
-    let applied = db.migrate()?;
+    let applied = db.migrate_with(settings.allow_newer_schema)?;
     let mut out = std::io::stdout().lock();
     let mut conn = db.get()?;
     match command {
@@ -226,8 +226,16 @@ fn run_store_command(settings: Settings, command: Command) -> anyhow::Result<()>
             );
             anyhow::ensure!(from < to, "--from must be before --to");
             let mut buffered = std::io::BufWriter::new(out);
-            let done =
-                crate::export::export(&mut conn, from, to, format, &keys, key, &mut buffered)?;
+            // Analysts' reads go to the read replica when one is configured and usable.
+            let mut read_conn = match settings.database_read_url {
+                Some(_) => {
+                    crate::read_replica::ReadDb::new(db, &settings, &prometheus::Registry::new())?
+                        .replica_blocking()
+                }
+                None => None,
+            };
+            let conn = read_conn.as_mut().unwrap_or(&mut conn);
+            let done = crate::export::export(conn, from, to, format, &keys, key, &mut buffered)?;
             if done.without_payload > 0 {
                 eprintln!(
                     "{} submission(s) skipped: their raw payload was removed by retention",

@@ -128,6 +128,16 @@ pub struct Settings {
     pub release_sync_max_pages: u32,
     /// Most versions accepted from the upstream in one sync.
     pub release_sync_max_versions: usize,
+    // --- scale-out (docs/scaling.md) ---
+    /// Seconds between runs of the retention job (once across processes).
+    pub retention_interval_secs: u64,
+    /// Start even when the store has migrations this binary does not know (a roll-back
+    /// within one release; migrations stay backward-compatible for one release).
+    pub allow_newer_schema: bool,
+    /// Optional PostgreSQL read replica for read-only analyst queries (insights, export).
+    pub database_read_url: Option<String>,
+    /// Seconds the replica may lag behind the primary before analyst reads go to the primary.
+    pub database_read_max_lag_secs: u64,
 }
 
 impl Default for Settings {
@@ -185,6 +195,10 @@ impl Default for Settings {
             release_sync_max_page_bytes: 1024 * 1024,
             release_sync_max_pages: 200,
             release_sync_max_versions: 10_000,
+            retention_interval_secs: 24 * 3600,
+            allow_newer_schema: false,
+            database_read_url: None,
+            database_read_max_lag_secs: 30,
         }
     }
 }
@@ -301,7 +315,18 @@ impl Settings {
         if self.database_pool_size == 0 {
             return invalid("database_pool_size", "must be at least 1".into());
         }
-        let positive: [(&'static str, u64); 10] = [
+        if self
+            .database_read_url
+            .as_deref()
+            .is_some_and(|url| Backend::from_url(url) != Some(Backend::Postgres))
+        {
+            return invalid(
+                "database_read_url",
+                "must be a postgres:// URL (a read replica of a PostgreSQL store)".into(),
+            );
+        }
+        let positive: [(&'static str, u64); 11] = [
+            ("retention_interval_secs", self.retention_interval_secs),
             ("console_session_idle_secs", self.console_session_idle_secs),
             ("console_session_max_secs", self.console_session_max_secs),
             (

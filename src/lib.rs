@@ -17,6 +17,7 @@ pub mod insights;
 pub mod jobs;
 pub mod lifecycle;
 pub mod metrics;
+pub mod read_replica;
 pub mod recorder;
 pub mod release_ops;
 pub mod release_sync;

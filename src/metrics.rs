@@ -53,6 +53,10 @@ pub struct Metrics {
     pub check_records_dropped: IntCounter,
     /// Distinct keys waiting in the buffer (set when scraped and after each flush).
     pub check_buffer_keys: IntGauge,
+    /// Checks counted into the buffer (each one is in the store once flushed).
+    pub check_records_buffered: IntCounter,
+    /// Checks counted and not yet committed: what this process would lose if killed now.
+    pub check_unflushed: IntGauge,
 }
 
 impl Metrics {
@@ -108,8 +112,20 @@ impl Metrics {
             "Distinct (day, host, version, country) keys waiting to be flushed",
         )
         .expect("valid metric");
+        let check_records_buffered = IntCounter::new(
+            "version_app_check_records_buffered_total",
+            "Version checks counted into the in-memory buffer (written to the store by the next flush)",
+        )
+        .expect("valid metric");
+        let check_unflushed = IntGauge::new(
+            "version_app_check_unflushed",
+            "Version checks counted in memory and not yet committed to the store: the most this process loses if killed now",
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(requests) as Box<dyn prometheus::core::Collector>,
+            Box::new(check_records_buffered.clone()),
+            Box::new(check_unflushed.clone()),
             Box::new(check_rejected.clone()),
             Box::new(check_flush_seconds.clone()),
             Box::new(check_flush_failures.clone()),
@@ -130,6 +146,8 @@ impl Metrics {
             check_records_flushed,
             check_records_dropped,
             check_buffer_keys,
+            check_records_buffered,
+            check_unflushed,
         }
     }
 

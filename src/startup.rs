@@ -35,7 +35,7 @@ pub struct Application {
 /// Migrates the store and, on first start of an empty store, loads the bundled releases.
 /// Blocking: run off the async workers.
 pub fn prepare_store(db: &Db, settings: &Settings) -> anyhow::Result<()> {
-    let applied = db.migrate()?;
+    let applied = db.migrate_with(settings.allow_newer_schema)?;
     if !applied.is_empty() {
         tracing::info!(migrations = ?applied, "schema migrated");
     }
@@ -115,9 +115,12 @@ impl Application {
         crate::lifecycle::retention::register_job(&jobs, &metrics, settings.clone());
         crate::insights::register_job(&jobs, &settings);
         crate::release_sync::register_job(&jobs, &metrics, &settings, releases.clone());
+        let read_db = crate::read_replica::ReadDb::new(db.clone(), &settings, metrics.registry())?;
+        read_db.register_job(&jobs);
         let console = crate::console::ConsoleState::new(&settings, &metrics);
         let state = web::Data::new(AppState {
             db,
+            read_db,
             releases,
             settings: settings.clone(),
             geoip,

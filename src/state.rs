@@ -21,6 +21,8 @@ use crate::snapshot::Releases;
 pub struct AppState {
     /// The store.
     pub db: Db,
+    /// Where read-only analyst queries go: a read replica when configured and usable.
+    pub read_db: crate::read_replica::ReadDb,
     /// The release snapshot verdicts read.
     pub releases: Releases,
     /// Effective settings.

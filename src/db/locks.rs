@@ -34,6 +34,12 @@ pub fn job_lock_key(name: &str) -> i64 {
     i64::from_be_bytes(first)
 }
 
+/// The advisory-lock key held while a process migrates the store, so that nodes starting
+/// together migrate one after another.
+pub fn migration_lock_key() -> i64 {
+    job_lock_key("\u{0}schema migration")
+}
+
 /// Takes the job's lock if no other process holds it: `Ok(None)` means another process is
 /// running the job now.
 pub fn try_job_lock(db: &Db, name: &str) -> Result<Option<JobLock>, DbError> {

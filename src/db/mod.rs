@@ -17,6 +17,7 @@ pub use write_tx::WriteTransaction;
 pub use json_text::JsonText;
 
 use diesel::connection::SimpleConnection;
+use diesel::migration::MigrationSource;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
 use diesel::{PgConnection, SqliteConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
@@ -149,6 +150,18 @@ pub enum DbError {
     /// Rows contradict what the same transaction just wrote or read (a bug).
     #[error("{0}")]
     Inconsistent(String),
+    /// The store has applied migrations this binary does not know (a newer release migrated
+    /// it); the process refuses to start unless `allow_newer_schema` is set.
+    #[error(
+        "the store was migrated by a newer release of version-app: it has migration(s) {0} \
+         that this binary does not know. Run the newer release, or set allow_newer_schema = true \
+         (VERSION_APP_ALLOW_NEWER_SCHEMA=true) to roll back one release (migrations are \
+         backward-compatible for one release; docs/scaling.md)"
+    )]
+    NewerSchema(String),
+    /// The operation needs a backend this store is not (say, a read replica on SQLite).
+    #[error("{0}")]
+    Unsupported(&'static str),
 }
 
 /// SQLite result codes that mean the store, not the request, is at fault, with the message
@@ -189,7 +202,9 @@ impl DbError {
             | DbError::Migration(_)
             | DbError::Task { .. }
             | DbError::Corrupt { .. }
-            | DbError::Inconsistent(_) => false,
+            | DbError::Inconsistent(_)
+            | DbError::NewerSchema(_)
+            | DbError::Unsupported(_) => false,
         }
     }
 }
@@ -329,18 +344,47 @@ impl Db {
         }
     }
 
-    /// Brings the schema up to date; returns the names of the migrations applied.
+    /// Brings the schema up to date; returns the names of the migrations applied. Refuses
+    /// a store that has migrations this binary does not know (see [`Db::migrate_with`]).
     pub fn migrate(&self) -> Result<Vec<String>, DbError> {
+        self.migrate_with(false)
+    }
+
+    /// Brings the schema up to date. The migration rule (docs/scaling.md): migrations are
+    /// backward-compatible for one release, and a process refuses to start on a store
+    /// migrated by a newer release (an applied migration it does not know) unless
+    /// `allow_newer_schema` is set, for rolling back one release. The whole step holds an
+    /// advisory lock on PostgreSQL (the write lock on SQLite), so nodes starting at once
+    /// migrate one after another instead of racing on the same DDL.
+    pub fn migrate_with(&self, allow_newer_schema: bool) -> Result<Vec<String>, DbError> {
+        use diesel::connection::{AnsiTransactionManager, TransactionManager};
         let mut conn = self.get()?;
-        let applied = with_conn!(&mut conn, |c| {
-            let migrations = match self.backend {
-                Backend::Sqlite => SQLITE_MIGRATIONS,
-                Backend::Postgres => POSTGRES_MIGRATIONS,
-            };
-            c.run_pending_migrations(migrations)
-                .map(|versions| versions.iter().map(|v| v.to_string()).collect::<Vec<_>>())
-        });
-        applied.map_err(DbError::Migration)
+        match &mut conn {
+            AnyConnection::Postgres(c) => {
+                let lock_key = locks::migration_lock_key();
+                c.batch_execute(&format!("SELECT pg_advisory_lock({lock_key})"))?;
+                let outcome = migrate_on(&mut **c, POSTGRES_MIGRATIONS, allow_newer_schema);
+                // A failure here leaves the lock on a pooled connection; the pool's next
+                // validity check or the process's exit ends the session and releases it.
+                let _ = c.batch_execute(&format!("SELECT pg_advisory_unlock({lock_key})"));
+                outcome
+            }
+            AnyConnection::Sqlite(c) => {
+                // SQLite: one IMMEDIATE transaction around it all (each migration becomes a
+                // savepoint), so processes starting together take turns (busy_timeout).
+                AnsiTransactionManager::begin_transaction_sql(&mut **c, "BEGIN IMMEDIATE")?;
+                match migrate_on(&mut **c, SQLITE_MIGRATIONS, allow_newer_schema) {
+                    Ok(applied) => {
+                        AnsiTransactionManager::commit_transaction(&mut **c)?;
+                        Ok(applied)
+                    }
+                    Err(err) => {
+                        let _ = AnsiTransactionManager::rollback_transaction(&mut **c);
+                        Err(err)
+                    }
+                }
+            }
+        }
     }
 
     /// True when the store answers a trivial query.
@@ -352,6 +396,45 @@ impl Db {
         with_conn!(&mut conn, |c| c.batch_execute("SELECT 1"))?;
         Ok(())
     }
+}
+
+/// Refuses unknown applied migrations (unless allowed), then runs the pending ones.
+fn migrate_on<B, C>(
+    c: &mut C,
+    migrations: EmbeddedMigrations,
+    allow_newer_schema: bool,
+) -> Result<Vec<String>, DbError>
+where
+    B: diesel::backend::Backend,
+    C: MigrationHarness<B>,
+    EmbeddedMigrations: MigrationSource<B>,
+{
+    let failed = DbError::Migration;
+    let known: std::collections::HashSet<String> = MigrationSource::<B>::migrations(&migrations)
+        .map_err(failed)?
+        .iter()
+        .map(|m| m.name().version().to_string())
+        .collect();
+    let unknown: Vec<String> = c
+        .applied_migrations()
+        .map_err(failed)?
+        .iter()
+        .map(ToString::to_string)
+        .filter(|version| !known.contains(version))
+        .collect();
+    if !unknown.is_empty() {
+        let list = unknown.join(", ");
+        if !allow_newer_schema {
+            return Err(DbError::NewerSchema(list));
+        }
+        tracing::warn!(
+            migrations.unknown = %list,
+            "the store has migrations this binary does not know; starting because allow_newer_schema is set"
+        );
+    }
+    c.run_pending_migrations(migrations)
+        .map(|versions| versions.iter().map(ToString::to_string).collect())
+        .map_err(failed)
 }
 
 /// Switches the file to WAL once, from one connection, before the pool opens several at once:
@@ -436,6 +519,61 @@ mod tests {
         );
         assert_eq!(sqlite_path("sqlite:///var/lib/va.db"), "/var/lib/va.db");
         assert_eq!(sqlite_path("sqlite:va.db"), "va.db");
+    }
+
+    /// The first statement of `sql` that would break the previous release's code (the
+    /// migration rule, docs/scaling.md), unless the file says why with a `-- contract:` line
+    /// (what it removes, and which release stopped using it).
+    fn contracting(sql: &str) -> Option<String> {
+        if sql.contains("-- contract:") {
+            return None;
+        }
+        let code: String = sql
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("--"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        code.split(';').map(str::trim).find_map(|statement| {
+            let upper = statement.to_uppercase();
+            let breaks = [
+                "DROP TABLE",
+                "DROP COLUMN",
+                "RENAME",
+                "ALTER COLUMN",
+                "SET NOT NULL",
+            ]
+            .iter()
+            .any(|word| upper.contains(word))
+                || (upper.contains("ADD COLUMN")
+                    && upper.contains("NOT NULL")
+                    && !upper.contains("DEFAULT"));
+            breaks.then(|| statement.to_string())
+        })
+    }
+
+    #[test]
+    fn migrations_are_backward_compatible_for_one_release() {
+        assert!(contracting("ALTER TABLE t DROP COLUMN c;").is_some());
+        assert!(contracting("ALTER TABLE t ADD COLUMN c TEXT NOT NULL;").is_some());
+        assert!(
+            contracting("-- contract: c unused since 1.2\nALTER TABLE t DROP COLUMN c;").is_none()
+        );
+        assert!(contracting("ALTER TABLE t ADD COLUMN c TEXT NOT NULL DEFAULT '';").is_none());
+        let root = env!("CARGO_MANIFEST_DIR");
+        for tree in ["sqlite", "postgres"] {
+            for entry in std::fs::read_dir(format!("{root}/migrations/{tree}")).unwrap() {
+                let path = entry.unwrap().path().join("up.sql");
+                let sql = std::fs::read_to_string(&path).unwrap();
+                if let Some(statement) = contracting(&sql) {
+                    panic!(
+                        "{} breaks the previous release: `{statement}`. Expand only, or add a \
+                         `-- contract:` line naming the release that stopped using it \
+                         (docs/scaling.md)",
+                        path.display()
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -566,3 +566,14 @@ diesel::allow_tables_to_appear_in_same_query!(
     metric_keys,
     metric_definitions
 );
+diesel::table! {
+    /// When each once-across-processes background job last started (store clock).
+    job_schedule (job) {
+        /// Job name (the `job` label in `/metrics`).
+        job -> Text,
+        /// Milliseconds since the Unix epoch, by the store's clock.
+        last_started_ms -> BigInt,
+        /// Runs started, all processes together.
+        runs -> BigInt,
+    }
+}

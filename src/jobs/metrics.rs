@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use prometheus::{GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{
+    GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
 
 use super::JobOutcome;
 
@@ -12,6 +14,9 @@ pub struct JobMetrics {
     runs: IntCounterVec,
     last_run: GaugeVec,
     last_success: GaugeVec,
+    last_duration: GaugeVec,
+    last_outcome: IntGaugeVec,
+    interval: GaugeVec,
     duration: HistogramVec,
 }
 
@@ -45,6 +50,30 @@ impl JobMetrics {
             &["job"],
         )
         .expect("valid metric");
+        let last_duration = GaugeVec::new(
+            Opts::new(
+                "version_app_job_last_duration_seconds",
+                "How long the last run of each background job took in this process",
+            ),
+            &["job"],
+        )
+        .expect("valid metric");
+        let last_outcome = IntGaugeVec::new(
+            Opts::new(
+                "version_app_job_last_outcome",
+                "1 for the outcome (ok, failed, skipped, not_due) of each job's last tick in this process, 0 for the others",
+            ),
+            &["job", "outcome"],
+        )
+        .expect("valid metric");
+        let interval = GaugeVec::new(
+            Opts::new(
+                "version_app_job_interval_seconds",
+                "How often each background job is scheduled (once-across-processes jobs: once per interval over all processes)",
+            ),
+            &["job"],
+        )
+        .expect("valid metric");
         let duration = HistogramVec::new(
             HistogramOpts::new(
                 "version_app_job_duration_seconds",
@@ -60,6 +89,9 @@ impl JobMetrics {
             Box::new(runs.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(last_run.clone()),
             Box::new(last_success.clone()),
+            Box::new(last_duration.clone()),
+            Box::new(last_outcome.clone()),
+            Box::new(interval.clone()),
             Box::new(duration.clone()),
         ] {
             registry
@@ -70,14 +102,34 @@ impl JobMetrics {
             runs,
             last_run,
             last_success,
+            last_duration,
+            last_outcome,
+            interval,
             duration,
         }
+    }
+
+    /// Publishes a job's schedule.
+    pub fn set_interval(&self, job: &str, every: Duration) {
+        self.interval
+            .with_label_values(&[job])
+            .set(every.as_secs_f64());
     }
 
     /// Records one run; `took` is `None` when the work did not start (a skip, a panic).
     pub fn record(&self, job: &str, outcome: JobOutcome, took: Option<Duration>) {
         self.runs.with_label_values(&[job, outcome.label()]).inc();
-        if outcome == JobOutcome::Skipped {
+        for each in [
+            JobOutcome::Ok,
+            JobOutcome::Failed,
+            JobOutcome::Skipped,
+            JobOutcome::NotDue,
+        ] {
+            self.last_outcome
+                .with_label_values(&[job, each.label()])
+                .set(i64::from(each == outcome));
+        }
+        if matches!(outcome, JobOutcome::Skipped | JobOutcome::NotDue) {
             return;
         }
         let now = chrono::Utc::now().timestamp_micros() as f64 / 1e6;
@@ -86,6 +138,9 @@ impl JobMetrics {
             self.last_success.with_label_values(&[job]).set(now);
         }
         if let Some(took) = took {
+            self.last_duration
+                .with_label_values(&[job])
+                .set(took.as_secs_f64());
             self.duration
                 .with_label_values(&[job])
                 .observe(took.as_secs_f64());

@@ -9,7 +9,11 @@
 //! PostgreSQL store is registered with [`RunScope::OnceAcrossProcesses`]: each run first takes
 //! a PostgreSQL advisory lock named after the job ([`crate::db::locks`]); a process that does
 //! not get it skips that tick, and picks the job up when the holder dies (its connection, and
-//! so the lock, goes with it). On SQLite there is one process per store, so the job just runs.
+//! so the lock, goes with it). Under the lock it then claims the run in `job_schedule`
+//! ([`crate::db::models::job_schedule`]): a run is due only when the job last started, in
+//! any process and by the store's clock, at least nine tenths of its interval ago. The lock
+//! alone would stop two runs overlapping, not two nodes each running the job once per
+//! interval. On SQLite there is one process per store, so the job just runs.
 
 mod metrics;
 
@@ -22,6 +26,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::config::Backend;
+use crate::db::models::job_schedule;
 use crate::db::{locks, Db};
 use crate::metrics::Metrics;
 
@@ -53,6 +59,8 @@ pub enum JobOutcome {
     Failed,
     /// Another process holds the job's lock; this process left the tick to it.
     Skipped,
+    /// Another process ran the job less than an interval ago; nothing to do this tick.
+    NotDue,
 }
 
 impl JobOutcome {
@@ -62,6 +70,7 @@ impl JobOutcome {
             JobOutcome::Ok => "ok",
             JobOutcome::Failed => "failed",
             JobOutcome::Skipped => "skipped",
+            JobOutcome::NotDue => "not_due",
         }
     }
 }
@@ -127,6 +136,7 @@ impl Jobs {
                 },
             );
         }
+        self.inner.metrics.set_interval(name, every);
         let this = self.clone();
         let cancel = self.inner.cancel.clone();
         let span = tracing::info_span!("job", job.name = name);
@@ -139,7 +149,7 @@ impl Jobs {
                         _ = cancel.cancelled() => break,
                         _ = ticker.tick() => {}
                     }
-                    this.run(name, scope, work.clone()).await;
+                    this.run(name, scope, every, work.clone()).await;
                 }
             }
             .instrument(span),
@@ -176,7 +186,8 @@ impl Jobs {
     }
 
     /// Runs the registered job `name` once, now, on the calling thread (blocking: for the
-    /// CLI and tests). Takes the job's lock like a scheduled run.
+    /// CLI and tests). Takes the job's lock like a scheduled run, but runs whether or not
+    /// it is due (and does not move the shared schedule).
     ///
     /// # Errors
     /// When no such job is registered.
@@ -188,7 +199,7 @@ impl Jobs {
                 .ok_or_else(|| anyhow::anyhow!("no background job named `{name}`"))?;
             (*name, job.scope, job.work.clone())
         };
-        Ok(self.execute(name, scope, &*work))
+        Ok(self.execute(name, scope, None, &*work))
     }
 
     /// Cancels every job and task and waits (at most `timeout`) for them to finish.
@@ -209,11 +220,11 @@ impl Jobs {
     }
 
     /// One scheduled run, on the blocking pool; a panic is reported as a failure.
-    async fn run(&self, name: &'static str, scope: RunScope, work: Arc<Work>) {
+    async fn run(&self, name: &'static str, scope: RunScope, every: Duration, work: Arc<Work>) {
         let this = self.clone();
         let span = tracing::Span::current();
         let joined = tokio::task::spawn_blocking(move || {
-            span.in_scope(|| this.execute(name, scope, &*work))
+            span.in_scope(|| this.execute(name, scope, Some(every), &*work))
         })
         .await;
         if let Err(err) = joined {
@@ -222,8 +233,15 @@ impl Jobs {
         }
     }
 
-    /// Takes the job's lock when it needs one, runs the work and records the outcome.
-    fn execute(&self, name: &'static str, scope: RunScope, work: &Work) -> JobOutcome {
+    /// Takes the job's lock when it needs one, claims the run when it is scheduled
+    /// (`every`), runs the work and records the outcome.
+    fn execute(
+        &self,
+        name: &'static str,
+        scope: RunScope,
+        every: Option<Duration>,
+        work: &Work,
+    ) -> JobOutcome {
         let started = Instant::now();
         let _lock = match scope {
             RunScope::EveryProcess => None,
@@ -243,6 +261,25 @@ impl Jobs {
                 }
             },
         };
+        if let (RunScope::OnceAcrossProcesses, Backend::Postgres, Some(every)) =
+            (scope, self.inner.db.backend(), every)
+        {
+            match self.claim(name, every) {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::debug!("another process ran this job less than an interval ago");
+                    self.inner.metrics.record(name, JobOutcome::NotDue, None);
+                    return JobOutcome::NotDue;
+                }
+                Err(err) => {
+                    tracing::warn!(error.cause = %err, "background job could not claim its run");
+                    self.inner
+                        .metrics
+                        .record(name, JobOutcome::Failed, Some(started.elapsed()));
+                    return JobOutcome::Failed;
+                }
+            }
+        }
         let context = JobContext {
             db: &self.inner.db,
             cancel: &self.inner.cancel,
@@ -258,5 +295,13 @@ impl Jobs {
             .metrics
             .record(name, outcome, Some(started.elapsed()));
         outcome
+    }
+
+    /// Claims this interval's run in the shared schedule. The gap asked for is nine tenths
+    /// of the interval, so that timer jitter in the process that ran it last does not hand
+    /// every other tick to another process.
+    fn claim(&self, name: &str, every: Duration) -> Result<bool, crate::db::DbError> {
+        let min_gap_ms = i64::try_from(every.as_millis() * 9 / 10).unwrap_or(i64::MAX);
+        job_schedule::claim_run(&mut self.inner.db.get()?, name, min_gap_ms)
     }
 }

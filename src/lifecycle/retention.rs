@@ -16,14 +16,12 @@ use crate::metrics::Metrics;
 /// Name of the retention job on the job runner.
 pub const JOB_NAME: &str = "retention";
 
-/// How often the retention job runs (its first run is right after start).
-pub const EVERY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
-
-/// Registers the daily retention job: once across processes sharing a store, stopping
+/// Registers the retention job (every `retention_interval_secs`, daily by default): once across processes sharing a store, stopping
 /// between batches at shutdown, counting what it removed in `/metrics`.
 pub fn register_job(jobs: &Jobs, metrics: &Metrics, settings: Arc<Settings>) {
     let counters = RetentionMetrics::register(metrics.registry());
-    jobs.every(JOB_NAME, EVERY, RunScope::OnceAcrossProcesses, move |ctx| {
+    let every = std::time::Duration::from_secs(settings.retention_interval_secs);
+    jobs.every(JOB_NAME, every, RunScope::OnceAcrossProcesses, move |ctx| {
         let now = chrono::Utc::now().naive_utc();
         let cancelled = || ctx.cancel.is_cancelled();
         run_pass(ctx.db, &settings, now, &cancelled, Some(&counters))?;

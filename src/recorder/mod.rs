@@ -32,6 +32,7 @@ use crate::snapshot::Releases;
 /// Records checks; its flush task runs under the application's job runner.
 pub struct Recorder {
     buffer: Arc<CheckBuffer>,
+    metrics: Arc<Metrics>,
 }
 
 impl Recorder {
@@ -55,16 +56,22 @@ impl Recorder {
             buffer: buffer.clone(),
             db,
             releases,
-            metrics,
+            metrics: metrics.clone(),
             known_versions: HashSet::new(),
         };
         jobs.spawn_loop("check_flush", flusher.run(flush_every, jobs.cancel_token()));
-        Recorder { buffer }
+        Recorder { buffer, metrics }
     }
 
     /// Counts one check. Never blocks on I/O; returns `false` if it was dropped at the bound.
     pub fn record(&self, key: CheckKey<'_>, at: DateTime<Utc>) -> bool {
-        self.buffer.record(key, at)
+        let kept = self.buffer.record(key, at);
+        if kept {
+            // Two more atomic adds: the bound on what a SIGKILL loses, visible in /metrics.
+            self.metrics.check_records_buffered.inc();
+            self.metrics.check_unflushed.inc();
+        }
+        kept
     }
 
     /// The aggregate (for metrics and tests).
@@ -175,6 +182,9 @@ impl Flusher {
         let ok = match outcome {
             Ok(()) => {
                 self.metrics.check_records_flushed.inc_by(checks);
+                self.metrics
+                    .check_unflushed
+                    .sub(i64::try_from(checks).unwrap_or(i64::MAX));
                 self.known_versions
                     .extend(fresh.into_iter().map(|s| s.version));
                 tracing::debug!(

@@ -173,3 +173,75 @@ async fn shutdown_cancels_and_joins_every_task() {
     );
     assert!(jobs.run_now_blocking("nonexistent").is_err());
 }
+
+/// Two runners on one PostgreSQL store with the same schedule run a once-across-processes
+/// job once per interval between them, not once each (the lock alone would only stop two
+/// runs overlapping). The shared count in `job_schedule` agrees with the runners' metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_for_shared_state_runs_once_per_interval_across_processes() {
+    let db = TestDb::new();
+    let postgres = db.is_postgres();
+    let first = store(&db);
+    first.migrate().expect("migrate");
+    let runs = Arc::new(AtomicUsize::new(0));
+    let every = Duration::from_millis(400);
+    let metrics: Vec<Metrics> = (0..2).map(|_| Metrics::new()).collect();
+    let runners: Vec<Jobs> = metrics
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let jobs = Jobs::new(if i == 0 { first.clone() } else { store(&db) }, m);
+            let runs = runs.clone();
+            jobs.every(
+                "interval_test_job",
+                every,
+                RunScope::OnceAcrossProcesses,
+                move |_| {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    Ok(())
+                },
+            );
+            jobs
+        })
+        .collect();
+    let window = Duration::from_millis(4000);
+    tokio::time::sleep(window).await;
+    for jobs in &runners {
+        assert!(jobs.shutdown(Duration::from_secs(5)).await);
+    }
+    let total = runs.load(Ordering::SeqCst);
+    let count = |text: &str, outcome: &str| -> usize {
+        let prefix = format!(
+            "version_app_job_runs_total{{job=\"interval_test_job\",outcome=\"{outcome}\"}} "
+        );
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .map_or(0, |v| v.trim().parse().unwrap())
+    };
+    let texts: Vec<String> = metrics.iter().map(Metrics::render).collect();
+    let ok: usize = texts.iter().map(|t| count(t, "ok")).sum();
+    assert_eq!(ok, total, "metrics count every run");
+    let per_interval = (window.as_millis() / every.as_millis()) as usize; // 10
+    if postgres {
+        // Runs are at least 0.9 intervals apart by the store's clock: at most 12 in 4 s.
+        let most = (window.as_millis() * 10 / (every.as_millis() * 9)) as usize + 1;
+        assert!(
+            total <= most && total + 3 >= per_interval,
+            "{total} runs in {window:?} at one per {every:?} (two runners)"
+        );
+        let not_due: usize = texts.iter().map(|t| count(t, "not_due")).sum();
+        assert!(not_due >= 1, "no tick was left to the other runner");
+        let shared = version_app::db::models::job_schedule::runs(
+            &mut first.get().unwrap(),
+            "interval_test_job",
+        )
+        .unwrap();
+        assert_eq!(shared, total as i64, "job_schedule counts the runs");
+        assert!(
+            texts[0].contains("version_app_job_interval_seconds{job=\"interval_test_job\"} 0.4")
+        );
+    } else {
+        // One process per SQLite store: nothing changes, each runner runs every tick.
+        assert!(total >= 2 * per_interval - 4, "{total}");
+    }
+}

@@ -29,7 +29,7 @@ pub async fn installation(
     let table = state.releases.current();
     let (u, h) = (uuid.clone(), hostname.clone());
     let found = state
-        .db
+        .read_db
         .run(move |conn| report::installation(conn, &table, &u, &h))
         .await
         .map_err(store_error)?;

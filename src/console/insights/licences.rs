@@ -54,7 +54,7 @@ pub async fn licences(
         LicenceList::Trials,
     ];
     let (usage, found) = state
-        .db
+        .read_db
         .run(move |conn| {
             let usage = licences::utilisation(conn, &range)?;
             let mut found = Vec::new();

@@ -67,7 +67,7 @@ pub async fn metrics(
     let today = Utc::now().date_naive();
     let (k, cq) = (key.clone(), query.clone());
     let (page, series) = state
-        .db
+        .read_db
         .run(move |conn| {
             let page = lists::catalogue(conn, &cq, today)?;
             let series = k.as_ref().map(|key| {

@@ -37,7 +37,7 @@ pub async fn overview(
         })
         .unwrap_or(Dimension::Tier);
     let (rows, activity, sources) = state
-        .db
+        .read_db
         .run(move |conn| {
             Ok((
                 report::installations(conn, &range, Some(by))?,

@@ -39,7 +39,7 @@ pub async fn backport(
     let table = state.releases.current();
     let w = what_if.clone();
     let rows = state
-        .db
+        .read_db
         .run(move |conn| {
             report::backport(
                 conn,
@@ -164,7 +164,7 @@ pub async fn vulnerable(
     });
     let table = state.releases.current();
     let rows = state
-        .db
+        .read_db
         .run(move |conn| {
             report::vulnerable(
                 conn,

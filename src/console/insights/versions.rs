@@ -60,12 +60,13 @@ pub async fn versions(
     let table = state.releases.current();
     let x = version.clone();
     let (rows, shares, reach, behind, sources) = state
-        .db
+        .read_db
         .run(move |conn| {
             Ok((
                 report::versions(conn, &range)?,
                 report::vulnerable_share(conn, &table, &range)?,
-                x.map(|x| fleet::penetration(conn, &range, &x))
+                x.as_ref()
+                    .map(|x| fleet::penetration(conn, &range, x))
                     .transpose()?,
                 fleet::behind(conn, table.releases(), &range)?,
                 fleet::version_sources(conn, &range)?,

@@ -79,7 +79,7 @@ fn series(
 async fn activity(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     require_access(&state, &req).await?;
     let (params, range, capped) = series(&state, &req, PLAIN_SERIES)?;
-    let rows = state.db.run(move |c| fleet::activity(c, &range)).await?;
+    let rows = state.read_db.run(move |c| fleet::activity(c, &range)).await?;
     respond(
         params.format()?,
         &rows,
@@ -95,7 +95,7 @@ async fn overview_sources(
     require_access(&state, &req).await?;
     let (params, range, capped) = series(&state, &req, PLAIN_SERIES)?;
     let rows = state
-        .db
+        .read_db
         .run(move |c| fleet::overview_sources(c, &range))
         .await?;
     respond(
@@ -137,7 +137,7 @@ async fn penetration(
     let (params, range, capped) = series(&state, &req, PENETRATION_PARAMS)?;
     let version = penetration_version(&params, &state)?;
     let rows = state
-        .db
+        .read_db
         .run(move |c| fleet::penetration(c, &range, &version))
         .await?;
     respond(
@@ -153,7 +153,7 @@ async fn behind(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResp
     let (params, range, capped) = series(&state, &req, PLAIN_SERIES)?;
     let table = state.releases.current();
     let rows = state
-        .db
+        .read_db
         .run(move |c| fleet::behind(c, table.releases(), &range))
         .await?;
     respond(
@@ -172,7 +172,7 @@ async fn vulnerable_share(
     let (params, range, capped) = series(&state, &req, PLAIN_SERIES)?;
     let table = state.releases.current();
     let rows = state
-        .db
+        .read_db
         .run(move |c| report::vulnerable_share(c, &table, &range))
         .await?;
     respond(
@@ -190,7 +190,7 @@ async fn version_sources(
     require_access(&state, &req).await?;
     let (params, range, capped) = series(&state, &req, PLAIN_SERIES)?;
     let rows = state
-        .db
+        .read_db
         .run(move |c| fleet::version_sources(c, &range))
         .await?;
     respond(
@@ -208,7 +208,7 @@ async fn utilisation(
     require_access(&state, &req).await?;
     let (params, range, capped) = series(&state, &req, PLAIN_SERIES)?;
     let rows = state
-        .db
+        .read_db
         .run(move |c| licences::utilisation(c, &range))
         .await?;
     respond(
@@ -264,7 +264,7 @@ async fn licence_list(
     let (which, days, include_internal) = licence_params(&params)?;
     let hide = pseudonymise::requested(&params, &state.settings)?;
     let rows = state
-        .db
+        .read_db
         .run(move |c| licences::list(c, Utc::now().naive_utc(), days, include_internal, which))
         .await?;
     let rows = match hide {
@@ -334,7 +334,7 @@ pub(crate) fn parse_id(text: &str) -> Result<i64, ApiError> {
 /// it was never stored or retention removed it.
 pub(crate) async fn load_raw(state: &AppState, id: i64) -> Result<serde_json::Value, ApiError> {
     let bytes = state
-        .db
+        .read_db
         .run(move |c| crate::db::models::usage_data_raw::find_raw_payload(c, id))
         .await?
         .ok_or_else(|| {

@@ -162,7 +162,7 @@ pub async fn catalogue(
     let today = Utc::now().date_naive();
     let q = query.clone();
     let page = state
-        .db
+        .read_db
         .run(move |conn| lists::catalogue(conn, &q, today))
         .await?;
     #[derive(Serialize)]
@@ -196,7 +196,7 @@ pub async fn top(
     let today = Utc::now().date_naive();
     let key = key_path.clone();
     let lists = state
-        .db
+        .read_db
         .run(
             move |conn| match lists::top_lists(conn, &key, kind, at, include_internal, today) {
                 Ok(l) => Ok(Ok(l)),

@@ -86,7 +86,7 @@ async fn installations(
     ])?;
     let (range, capped) = params.range(Utc::now().date_naive())?;
     let rows = state
-        .db
+        .read_db
         .run(move |conn| report::installations(conn, &range, by))
         .await?;
     let meta = SeriesMeta {
@@ -113,7 +113,7 @@ async fn metric(
     let (range, capped) = params.range(Utc::now().date_naive())?;
     let key = key_path.clone();
     let (rows, (frame, source)) = state
-        .db
+        .read_db
         .run(move |conn| match report::metric(conn, &key, &range, by) {
             Ok(rows) => Ok(Ok((
                 rows,
@@ -165,7 +165,7 @@ async fn versions(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
     pseudonymise::requested(&params, &state.settings)?;
     let (range, capped) = params.range(Utc::now().date_naive())?;
     let rows = state
-        .db
+        .read_db
         .run(move |conn| report::versions(conn, &range))
         .await?;
     let meta = SeriesMeta {
@@ -238,7 +238,7 @@ async fn backport(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
     let (days, include_internal, what_if) = backport_params(&params)?;
     let table = state.releases.current();
     let rows = state
-        .db
+        .read_db
         .run(move |conn| {
             report::backport(
                 conn,
@@ -276,7 +276,7 @@ async fn installation(
     let table = state.releases.current();
     let (u, h) = (uuid.clone(), hostname.clone());
     let found = state
-        .db
+        .read_db
         .run(move |conn| report::installation(conn, &table, &u, &h))
         .await?
         .ok_or_else(|| {
@@ -328,7 +328,7 @@ async fn vulnerable(
     let (days, include_internal, critical) = vulnerable_params(&params)?;
     let table = state.releases.current();
     let rows = state
-        .db
+        .read_db
         .run(move |conn| {
             report::vulnerable(
                 conn,
