@@ -544,3 +544,24 @@ async fn a_redelivery_gets_the_byte_identical_answer() {
         );
     }
 }
+
+/// Regression: SQLite metric rows were inserted 10,000 per statement, which with four columns
+/// binds 40,000 variables, over SQLite's 32,766. A payload (or a group) of more than ~8,191
+/// numeric leaves then failed on SQLite. 9,000 leaves must be stored whole, on both stores.
+#[tokio::test]
+async fn a_payload_with_more_leaves_than_one_sqlite_statement_can_bind_is_stored() {
+    let app = TestApp::spawn().await;
+    let counts_map: serde_json::Map<String, Value> = (0..9_000)
+        .map(|i| (format!("leaf_{i:05}"), json!(i)))
+        .collect();
+    let body = minimal_with(json!({"uuid": "many-leaves", "counts": counts_map}));
+    let expected = parse_payload(&body, &PayloadLimits::default())
+        .unwrap()
+        .metrics
+        .len() as i64;
+    assert!(expected > 9_000, "{expected}");
+    let answer = post_json(&app, body).await;
+    let status = answer.status();
+    assert_eq!(status, 201, "{}", answer.text().await.unwrap());
+    assert_eq!(counts(&app), (1, 1, expected));
+}

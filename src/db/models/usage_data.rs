@@ -19,8 +19,16 @@ use crate::domain::devops::FeatureScores;
 use crate::domain::payload::{FlatMetrics, PayloadSummary};
 use crate::with_conn;
 
-/// SQLite refuses statements with more than 32,766 bound variables; three per metric row.
-const SQLITE_METRIC_ROWS_PER_INSERT: usize = 10_000;
+/// SQLite refuses statements with more than 32,766 bound variables (its default
+/// `SQLITE_MAX_VARIABLE_NUMBER`), and each metric row binds one per column of [`NewMetric`].
+const SQLITE_MAX_VARIABLES: usize = 32_766;
+/// Columns of [`NewMetric`]: keep in step with the struct (too low a figure makes
+/// `usage_data::a_payload_with_more_leaves_than_one_sqlite_statement_can_bind_is_stored` fail).
+const METRIC_COLUMNS: usize = 4;
+/// Rows per multi-row INSERT on SQLite: as many as fit under the variable limit. It was a
+/// fixed 10,000 from the time rows had three columns; with `value_int` that bound 40,000
+/// variables, so any group over ~8,191 metric rows failed and was redone one by one.
+const SQLITE_METRIC_ROWS_PER_INSERT: usize = SQLITE_MAX_VARIABLES / METRIC_COLUMNS;
 /// Key paths per dictionary statement (one variable each; PostgreSQL allows 65,535).
 const KEYS_PER_STATEMENT: usize = 5_000;
 
