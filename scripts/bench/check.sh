@@ -456,6 +456,8 @@ if [[ -n "${PROFILE:-}" ]]; then
     sleep 1
     "$@"
     kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null || true
+    # `head` closes the pipes early: no pipefail here.
+    set +o pipefail
     {
       echo "# user/kernel split"
       perf report -i "$PROFILE/$name.perf.data" --no-children -g none --sort dso --stdio 2>/dev/null \
@@ -464,6 +466,7 @@ if [[ -n "${PROFILE:-}" ]]; then
       perf report -i "$PROFILE/$name.perf.data" --no-children -g none --percent-limit 0.3 \
         --sort dso,sym --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | head -120
     } > "$PROFILE/$name.perf.txt"
+    set -o pipefail
     say "profile: $PROFILE/$name.perf.txt"
   }
   profiled nginx.close "$NGINX_WORKER_PIDS" run prof-nginx.close "$NGINX_PORT" /check.svg "$DURATION" CHECK_CLOSE=1 CONNECTIONS="$CLOSE_CONNECTIONS"

@@ -109,7 +109,7 @@ for backend in $BACKENDS; do
     kill -INT "$PERF_PID"; wait "$PERF_PID" 2>/dev/null || true
     perf report -i "$PROFILE/$backend.perf.data" --no-children -g none --percent-limit 0.2 \
       --sort dso,sym --stdio 2>/dev/null \
-      | grep -v '^$' | head -400 > "$PROFILE/$backend.perf.txt" || true
+      | grep -v '^$' | head -400 > "$PROFILE/$backend.perf.txt" || true  # head: SIGPIPE
     echo "profile: $PROFILE/$backend.perf.data, self time by symbol in $PROFILE/$backend.perf.txt"
   fi
   # The writer's own view (warm-up included): groups, time inside the write transaction,
