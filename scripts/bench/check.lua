@@ -9,6 +9,8 @@
 --                and a server cannot answer, or count, a request whose connection is reset)
 --   DRAIN_PATH   what to send after CHECK_UNTIL (default /-/health, which is not recorded)
 --   CHECK_COUNT_RESPONSES=1  count image responses (slower; for the counted run only)
+--   CHECK_CLOSE=1  send `Connection: close`, so that every request opens a new connection
+--                (both servers then close after the answer, and wrk reconnects)
 --
 -- Every request string is built once in init(), so the per-request cost on the client side
 -- is the same for every target (nginx gets the very same requests).
@@ -17,6 +19,7 @@ local path = os.getenv("CHECK_PATH") or "/check.svg"
 local mix = os.getenv("CHECK_MIX")
 local check_until = tonumber(os.getenv("CHECK_UNTIL") or "")
 local drain_path = os.getenv("DRAIN_PATH") or "/-/health"
+local close = os.getenv("CHECK_CLOSE") == "1"
 local threads = {}
 
 function setup(thread)
@@ -32,9 +35,12 @@ function init(args)
     if referer ~= nil and referer ~= "" then
       headers["Referer"] = referer
     end
+    if close then
+      headers["Connection"] = "close"
+    end
     requests_ready[#requests_ready + 1] = wrk.format("GET", path .. "?gitlab_info=" .. info, headers)
   end
-  drain_request = wrk.format("GET", drain_path)
+  drain_request = wrk.format("GET", drain_path, close and { Connection = "close" } or nil)
   -- Threads start at different points of the mix.
   position = (id or 0) * 7919 % #requests_ready
   sent = 0

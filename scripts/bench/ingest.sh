@@ -7,7 +7,10 @@
 #      the server (VmHWM); every 201 complete, every 503 left nothing.
 # Usage: scripts/bench/ingest.sh [COUNT]   (COUNT payloads per run, default 2000)
 # Env: PG_ADMIN_URL (default postgres://postgres@127.0.0.1:5432/postgres), BACKENDS
-#      (default "sqlite postgres"), PAYLOAD (default: the generated 18.9 fixture).
+#      (default "sqlite postgres"), PAYLOAD (default: the generated 18.9 fixture),
+#      PROFILE=DIR (record the server with `perf record` during the main run, into
+#      DIR/BACKEND.perf.data, and write DIR/BACKEND.perf.txt: `perf report` by self time;
+#      software cpu-clock sampling, so it works in VMs without hardware counters).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -92,8 +95,39 @@ for backend in $BACKENDS; do
   # a short warm-up fills the key dictionary and the store's caches
   "$LOAD" --mode ingest --url "http://127.0.0.1:$PORT" --database-url "$url" --payload "$PAYLOAD" \
     --senders 16 --count 64 --run warm >/dev/null
+  PERF_PID=""
+  if [ -n "${PROFILE:-}" ]; then
+    mkdir -p "$PROFILE"
+    perf record -q -e cpu-clock -F "${PROFILE_HZ:-250}" --call-graph dwarf,8192 -p "$SERVER_PID" \
+      -o "$PROFILE/$backend.perf.data" 2>"$PROFILE/$backend.perf.log" &
+    PERF_PID=$!
+    sleep 1
+  fi
   "$LOAD" --mode ingest --url "http://127.0.0.1:$PORT" --database-url "$url" --payload "$PAYLOAD" \
     --senders 16 --count "$COUNT" --run main
+  if [ -n "$PERF_PID" ]; then
+    kill -INT "$PERF_PID"; wait "$PERF_PID" 2>/dev/null || true
+    perf report -i "$PROFILE/$backend.perf.data" --no-children -g none --percent-limit 0.2 \
+      --sort dso,sym --stdio 2>/dev/null \
+      | grep -v '^$' | head -400 > "$PROFILE/$backend.perf.txt" || true  # head: SIGPIPE
+    echo "profile: $PROFILE/$backend.perf.data, self time by symbol in $PROFILE/$backend.perf.txt"
+  fi
+  # The writer's own view (warm-up included): groups, time inside the write transaction,
+  # and time busy (scoring reads + transaction + verdicts), against the wall time above.
+  curl -fs "http://127.0.0.1:$PORT/metrics" | awk '
+    /^version_app_ingest_group_size_(sum|count) / { g[$1] = $2 }
+    /^version_app_ingest_commit_seconds_(sum|count) / { c[$1] = $2 }
+    /^version_app_ingest_writer_busy_seconds_total / { busy = $2 }
+    /^version_app_ingest_(json|raw_stored)_bytes_total / { b[$1] = $2 }
+    END {
+      n = g["version_app_ingest_group_size_count"]; if (n == 0) n = 1
+      printf "writer: %d groups, mean group size %.1f payloads, mean transaction %.0f ms, busy %.1f s in all\n",
+        g["version_app_ingest_group_size_count"], g["version_app_ingest_group_size_sum"] / n,
+        1000 * c["version_app_ingest_commit_seconds_sum"] / n, busy
+      if (b["version_app_ingest_json_bytes_total"] > 0)
+        printf "raw payloads: %.0f JSON bytes stored as %.0f (zstd)\n",
+          b["version_app_ingest_json_bytes_total"], b["version_app_ingest_raw_stored_bytes_total"]
+    }' || true
   stop_server
   bytes_per_submission "$backend" "$url"
   start_server "$url"
