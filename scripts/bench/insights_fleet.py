@@ -8,7 +8,7 @@ load:    POSTs N installations x W weekly Service Ping submissions through the i
 time:    warm p50/p95 of every insights page (logged in) and API endpoint (token).
 """
 import argparse, concurrent.futures as cf, copy, json, random, re, statistics, sys, time
-import urllib.request, urllib.parse, http.cookiejar, datetime as dt
+import base64, urllib.request, urllib.parse, urllib.error, http.cookiejar, datetime as dt
 
 EDITIONS = ["CE", "EE Free", "EE", "EES", "EEP", "EEU"]
 VERSIONS = ["17.9.3", "17.10.1", "17.11.2", "18.0.1", "18.1.0", "18.2.4", "18.3.1", "18.4.0",
@@ -24,7 +24,7 @@ def payload_for(template, i, week, weeks, start):
     v = VERSIONS[min(len(VERSIONS) - 1, (i % 8) + week // 3)]
     p["version"] = v
     p["edition"] = EDITIONS[i % len(EDITIONS)]
-    p["recorded_at"] = (start + dt.timedelta(weeks=week, hours=i % 48)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    p["recorded_at"] = (start + dt.timedelta(weeks=week, hours=i % 24)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
     p["active_user_count"] = 10 + (i * 7) % 500 + week
 
     def walk(node, depth=0):
@@ -60,19 +60,18 @@ def post(url, body, headers):
 def load(args):
     template = json.load(open(args.payload))
     template.pop("redis_hll_counters", None)
-    start = dt.datetime.utcnow() - dt.timedelta(weeks=args.weeks)
-    jobs = [(i, w) for w in range(args.weeks) for i in range(args.installations)]
+    # Week 0 starts 12 weeks ago; --offset-weeks adds later weeks to an existing fleet.
+    start = dt.datetime.utcnow() - dt.timedelta(weeks=12, days=1)
+    jobs = [(i, w + args.offset_weeks) for w in range(args.weeks) for i in range(args.installations)]
     t0 = time.time()
 
     def one(job):
         i, w = job
         post(args.url + "/usage_data", payload_for(template, i, w, args.weeks, start),
              {"Content-Type": "application/json"})
-        if w == args.weeks - 1:
+        if w == args.weeks - 1 + args.offset_weeks:
             v = VERSIONS[min(len(VERSIONS) - 1, (i % 8) + w // 3)]
-            q = urllib.parse.quote(json.dumps({"version": v}).encode().hex())
             # /check.json takes the base64 gitlab_info like GitLab sends it
-            import base64
             info = base64.b64encode(json.dumps({"version": v}).encode()).decode()
             req = urllib.request.Request(args.url + "/check.json?gitlab_info=" + urllib.parse.quote(info),
                                          headers={"Referer": f"https://gitlab-{i:06d}.bench.example/admin"})
@@ -139,6 +138,7 @@ def main():
     ap.add_argument("--url", required=True)
     ap.add_argument("--installations", type=int, default=500)
     ap.add_argument("--weeks", type=int, default=12)
+    ap.add_argument("--offset-weeks", type=int, default=0)
     ap.add_argument("--senders", type=int, default=8)
     ap.add_argument("--payload", default="tests/fixtures/payload_18.9.0_generated.json")
     ap.add_argument("--token", default="")
