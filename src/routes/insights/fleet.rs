@@ -79,7 +79,10 @@ fn series(
 async fn activity(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     require_access(&state, &req).await?;
     let (params, range, capped) = series(&state, &req, PLAIN_SERIES)?;
-    let rows = state.read_db.run(move |c| fleet::activity(c, &range)).await?;
+    let rows = state
+        .read_db
+        .run(move |c| fleet::activity(c, &range))
+        .await?;
     respond(
         params.format()?,
         &rows,
