@@ -5,8 +5,8 @@
 use std::fmt::Write as _;
 
 use super::{
-    escape, label, label_every, legend, nice_max, BarChart, BOTTOM, HEIGHT, LEFT, PALETTE, RIGHT,
-    TOP, WIDTH,
+    escape, label, label_every, legend, nice_max, open_with_grid, BarChart, BOTTOM, HEIGHT, LEFT,
+    PALETTE, RIGHT, TOP, WIDTH,
 };
 
 /// The SVG of `chart` with the series of each category side by side instead of stacked.
@@ -19,24 +19,7 @@ pub(crate) fn grouped_svg(chart: &BarChart) -> String {
         .flat_map(|(_, v)| v.iter().copied())
         .fold(0.0, f64::max);
     let max = nice_max(top);
-    let mut svg = String::new();
-    let _ = write!(
-        svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" width="100%" role="img" aria-label="{title}" class="chart"><title>{title}</title>"#,
-        title = escape(&chart.title)
-    );
-    for i in 0..=5 {
-        let v = max * f64::from(i) / 5.0;
-        let y = TOP + plot_h - plot_h * f64::from(i) / 5.0;
-        let _ = write!(
-            svg,
-            r##"<line x1="{LEFT}" x2="{x2}" y1="{y:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{tx}" y="{ty:.1}" text-anchor="end" font-size="11" fill="#333">{l}</text>"##,
-            x2 = LEFT + plot_w,
-            tx = LEFT - 6.0,
-            ty = y + 4.0,
-            l = label(v)
-        );
-    }
+    let mut svg = open_with_grid(&chart.title, max, plot_w, plot_h);
     let _ = write!(
         svg,
         r##"<line x1="{LEFT}" x2="{LEFT}" y1="{TOP}" y2="{b}" stroke="#333"/><line x1="{LEFT}" x2="{r}" y1="{b}" y2="{b}" stroke="#333"/><text transform="translate(14 {cy}) rotate(-90)" text-anchor="middle" font-size="12" fill="#1f1f1f">{y}</text><text x="{cx}" y="{by}" text-anchor="middle" font-size="12" fill="#1f1f1f">{x}</text>"##,

@@ -125,6 +125,30 @@ fn legend<'a>(svg: &mut String, names: impl Iterator<Item = &'a str>) {
     }
 }
 
+/// The opening `<svg>` with its title, and the y axis's 5 gridlines with their labels up to
+/// `max`: the part every chart of this layer starts with.
+fn open_with_grid(title: &str, max: f64, plot_w: f64, plot_h: f64) -> String {
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" width="100%" role="img" aria-label="{title}" class="chart"><title>{title}</title>"#,
+        title = escape(title)
+    );
+    for i in 0..=5 {
+        let v = max * f64::from(i) / 5.0;
+        let y = TOP + plot_h - plot_h * f64::from(i) / 5.0;
+        let _ = write!(
+            svg,
+            r##"<line x1="{LEFT}" x2="{x2}" y1="{y:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{tx}" y="{ty:.1}" text-anchor="end" font-size="11" fill="#333">{l}</text>"##,
+            x2 = LEFT + plot_w,
+            tx = LEFT - 6.0,
+            ty = y + 4.0,
+            l = label(v)
+        );
+    }
+    svg
+}
+
 impl BarChart {
     /// True when there is nothing to draw.
     pub fn is_empty(&self) -> bool {
@@ -144,25 +168,7 @@ impl BarChart {
             })
             .collect();
         let max = nice_max(totals.iter().copied().fold(0.0, f64::max));
-        let mut svg = String::new();
-        let _ = write!(
-            svg,
-            r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" width="100%" role="img" aria-label="{title}" class="chart"><title>{title}</title>"#,
-            title = escape(&self.title)
-        );
-        // y axis with 5 ticks
-        for i in 0..=5 {
-            let v = max * f64::from(i) / 5.0;
-            let y = TOP + plot_h - plot_h * f64::from(i) / 5.0;
-            let _ = write!(
-                svg,
-                r##"<line x1="{LEFT}" x2="{x2}" y1="{y:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{tx}" y="{ty:.1}" text-anchor="end" font-size="11" fill="#333">{l}</text>"##,
-                x2 = LEFT + plot_w,
-                tx = LEFT - 6.0,
-                ty = y + 4.0,
-                l = label(v)
-            );
-        }
+        let mut svg = open_with_grid(&self.title, max, plot_w, plot_h);
         let _ = write!(
             svg,
             r##"<line x1="{LEFT}" x2="{LEFT}" y1="{TOP}" y2="{b}" stroke="#333"/><line x1="{LEFT}" x2="{r}" y1="{b}" y2="{b}" stroke="#333"/>"##,
