@@ -69,7 +69,9 @@ fn ping(
 /// licence cases (over seats, expiring in 20 and 60 days, trials, an add-on, gitlab.com).
 pub(crate) fn fleet() -> Vec<Ping> {
     let now = Utc::now().naive_utc() - Duration::minutes(30);
-    let today = now.date();
+    // Expiries count from the server's today, not from `now`'s date: in the first half hour
+    // after midnight UTC `now` is still yesterday, and "expires in 20 days" became 19.
+    let today = Utc::now().date_naive();
     let mut r1 = ping(
         "ur1",
         "r1.example",
