@@ -2,7 +2,6 @@
 
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use std::fmt;
 use std::str::FromStr;
 use subtle::ConstantTimeEq;
 
@@ -13,42 +12,46 @@ use crate::error::ApiError;
 /// Prefix that makes our tokens recognisable in logs and secret scanners.
 const TOKEN_PREFIX: &str = "vat_";
 
-/// What a token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a token may do. The stored and typed name comes from one attribute per variant;
+/// the CLI takes it as a value enum (`--scope releases:write`).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    strum::EnumIter,
+    strum::IntoStaticStr,
+    strum::Display,
+    clap::ValueEnum,
+)]
 pub enum Scope {
     /// Add releases and change their security levels.
+    #[strum(serialize = "releases:write")]
+    #[value(name = "releases:write")]
     ReleasesWrite,
     /// Read the insights API (`/api/v1/insights/…`).
+    #[strum(serialize = "insights:read")]
+    #[value(name = "insights:read")]
     InsightsRead,
 }
 
 impl Scope {
-    /// Every scope, for help texts.
-    pub const ALL: [Scope; 2] = [Scope::ReleasesWrite, Scope::InsightsRead];
-
     /// The stored / typed name.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::ReleasesWrite => "releases:write",
-            Scope::InsightsRead => "insights:read",
-        }
-    }
-}
-
-impl fmt::Display for Scope {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        self.into()
     }
 }
 
 impl FromStr for Scope {
     type Err = String;
+    /// Kept by hand (not strum's `EnumString`) for its message, which lists the known scopes.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Scope::ALL
-            .into_iter()
+        use strum::IntoEnumIterator;
+        Scope::iter()
             .find(|scope| scope.as_str() == s)
             .ok_or_else(|| {
-                let known: Vec<&str> = Scope::ALL.iter().map(|s| s.as_str()).collect();
+                let known: Vec<&str> = Scope::iter().map(Scope::as_str).collect();
                 format!("unknown scope `{s}` (known: {})", known.join(", "))
             })
     }

@@ -44,11 +44,11 @@ pub enum Command {
     /// Stream Service Ping submissions recorded in a date range to standard output.
     Export {
         /// First day (inclusive): YYYY-MM-DD or a UTC timestamp.
-        #[arg(long)]
-        from: String,
+        #[arg(long, value_parser = crate::export::parse_bound)]
+        from: chrono::NaiveDateTime,
         /// Last bound (exclusive): YYYY-MM-DD or a UTC timestamp.
-        #[arg(long)]
-        to: String,
+        #[arg(long, value_parser = crate::export::parse_bound)]
+        to: chrono::NaiveDateTime,
         /// ndjson (verbatim payloads) or csv (summary plus --keys columns).
         #[arg(long, value_enum, default_value = "ndjson")]
         format: crate::export::ExportFormat,
@@ -110,9 +110,9 @@ pub use crate::cli_releases::ReleasesCommand;
 pub enum TokenCommand {
     /// Create a token; it is printed once, alone on the last line.
     Create {
-        /// What it may do (releases:write, insights:read).
-        #[arg(long)]
-        scope: String,
+        /// What it may do.
+        #[arg(long, value_enum)]
+        scope: Scope,
         /// A name to recognise it by.
         #[arg(long, default_value = "api token")]
         name: String,
@@ -165,7 +165,6 @@ fn run_store_command(settings: Settings, command: Command) -> anyhow::Result<()>
             crate::cli_releases::run(&mut conn, command, &mut out, &settings)?;
         }
         Command::Token(TokenCommand::Create { scope, name }) => {
-            let scope: Scope = scope.parse().map_err(anyhow::Error::msg)?;
             let issued = auth::issue(&mut conn, &name, scope)?;
             writeln!(
                 out,
@@ -220,10 +219,6 @@ fn run_store_command(settings: Settings, command: Command) -> anyhow::Result<()>
                     crate::domain::pseudonym::SecretKey::MIN_LEN
                 ),
             };
-            let (from, to) = (
-                crate::export::parse_bound(&from)?,
-                crate::export::parse_bound(&to)?,
-            );
             anyhow::ensure!(from < to, "--from must be before --to");
             let mut buffered = std::io::BufWriter::new(out);
             // Analysts' reads go to the read replica when one is configured and usable.

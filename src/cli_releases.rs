@@ -29,12 +29,12 @@ pub enum ReleasesCommand {
     Add {
         /// Version, `X.Y.Z`.
         version: String,
-        /// Publication day (default today).
-        #[arg(long)]
-        released_on: Option<String>,
-        /// none, non_critical or critical.
+        /// Publication day, YYYY-MM-DD (default today).
+        #[arg(long, value_parser = parse_day)]
+        released_on: Option<chrono::NaiveDate>,
+        /// none, non_critical or critical (GitLab's old 0/1/2 and not_set also read).
         #[arg(long, default_value = "none")]
-        security: String,
+        security: SecurityLevel,
         /// Advisory batch id (default: date and level).
         #[arg(long)]
         advisory: Option<String>,
@@ -49,8 +49,8 @@ pub enum ReleasesCommand {
     SetSecurity {
         /// Version, `X.Y.Z`.
         version: String,
-        /// none, non_critical or critical.
-        level: String,
+        /// none, non_critical or critical (GitLab's old 0/1/2 and not_set also read).
+        level: SecurityLevel,
         /// Advisory batch id.
         #[arg(long)]
         advisory: Option<String>,
@@ -277,12 +277,7 @@ pub fn run(
             dry_run,
         } => {
             let version = parse_release_version(&version).map_err(anyhow::Error::msg)?;
-            let released_on = match released_on {
-                Some(d) => chrono::NaiveDate::parse_from_str(&d, "%Y-%m-%d")
-                    .map_err(|_| anyhow::anyhow!("--released-on `{d}` is not a YYYY-MM-DD date"))?,
-                None => chrono::Utc::now().date_naive(),
-            };
-            let security: SecurityLevel = security.parse()?;
+            let released_on = released_on.unwrap_or_else(|| chrono::Utc::now().date_naive());
             let mut edit = Edit::new(version.clone(), Mode::Create);
             edit.released_on = Some(released_on);
             edit.security = Some(security);
@@ -302,7 +297,6 @@ pub fn run(
         } => {
             let version = parse_release_version(&version).map_err(anyhow::Error::msg)?;
             let mut edit = Edit::new(version.clone(), Mode::Update);
-            let level: SecurityLevel = level.parse()?;
             edit.security = Some(level);
             edit.advisory = advisory.map(|a| Some(a).filter(|a| !a.is_empty()));
             edit.details = details;
@@ -382,4 +376,11 @@ pub fn run(
         }
     }
     Ok(())
+}
+
+/// `--released-on`: a calendar day. Security levels parse with `SecurityLevel`'s own
+/// `FromStr` rather than a clap value enum, because it also reads GitLab's old spellings.
+fn parse_day(text: &str) -> Result<chrono::NaiveDate, String> {
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map_err(|_| format!("`{text}` is not a YYYY-MM-DD date"))
 }

@@ -25,7 +25,8 @@ pub enum ExportFormat {
     Csv,
 }
 
-/// Reads `YYYY-MM-DD` (midnight UTC) or `YYYY-MM-DD HH:MM:SS` / RFC 3339.
+/// Reads `YYYY-MM-DD` (midnight UTC) or `YYYY-MM-DD HH:MM:SS` / RFC 3339; the CLI's
+/// `--from`/`--to` value parser.
 pub fn parse_bound(text: &str) -> anyhow::Result<NaiveDateTime> {
     if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
         return Ok(date.and_hms_opt(0, 0, 0).expect("midnight exists"));

@@ -10,29 +10,29 @@ use prometheus::{
     TextEncoder,
 };
 
+use strum::VariantArray;
+
 use crate::render::BadgeKind;
 
-/// The routes counted in `version_app_check_requests_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The routes counted in `version_app_check_requests_total`; the `route` label is the
+/// strum name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::VariantArray, strum::IntoStaticStr)]
 pub enum CheckRoute {
     /// `GET /check.svg`
+    #[strum(serialize = "check.svg")]
     Svg,
     /// `GET /check.png` and `/check@2x.png`
+    #[strum(serialize = "check.png")]
     Png,
     /// `GET /check.json`
+    #[strum(serialize = "check.json")]
     Json,
 }
 
 impl CheckRoute {
-    const ALL: [CheckRoute; 3] = [CheckRoute::Svg, CheckRoute::Png, CheckRoute::Json];
-
     /// The `route` label.
     pub fn label(self) -> &'static str {
-        match self {
-            CheckRoute::Svg => "check.svg",
-            CheckRoute::Png => "check.png",
-            CheckRoute::Json => "check.json",
-        }
+        self.into()
     }
 }
 
@@ -71,8 +71,12 @@ impl Metrics {
             &["route", "severity"],
         )
         .expect("valid metric");
-        let check_requests = CheckRoute::ALL.map(|route| {
-            BadgeKind::ALL.map(|kind| requests.with_label_values(&[route.label(), kind.severity()]))
+        // One pre-resolved child per (route, kind), indexed like the enums' declarations.
+        let check_requests = std::array::from_fn(|route| {
+            let route = CheckRoute::VARIANTS[route].label();
+            std::array::from_fn(|kind| {
+                requests.with_label_values(&[route, BadgeKind::VARIANTS[kind].severity()])
+            })
         });
         let check_rejected = IntCounterVec::new(
             Opts::new(
@@ -153,12 +157,7 @@ impl Metrics {
 
     /// Counts one answered check. An atomic add, nothing more.
     pub fn count_check(&self, route: CheckRoute, kind: BadgeKind) {
-        let route = match route {
-            CheckRoute::Svg => 0,
-            CheckRoute::Png => 1,
-            CheckRoute::Json => 2,
-        };
-        self.check_requests[route][kind.index()].inc();
+        self.check_requests[route as usize][kind.index()].inc();
     }
 
     /// The registry, for other modules to register their own metrics.

@@ -14,8 +14,9 @@ use super::version::Version;
 const UPGRADE_TARGET_LINES: usize = 3;
 
 /// The badge / banner state GitLab shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, strum::IntoStaticStr)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Severity {
     /// "Up to date": nothing newer is released.
     Success,
@@ -28,11 +29,7 @@ pub enum Severity {
 impl Severity {
     /// The wire text (`success` / `warning` / `danger`).
     pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Success => "success",
-            Severity::Warning => "warning",
-            Severity::Danger => "danger",
-        }
+        self.into()
     }
 }
 

@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 
 use super::raster::{Rasterizer, RenderError, Scale, MAX_SCALE};
 use super::{badge_svg, BadgeKind};
+use strum::{EnumCount, VariantArray};
 
 /// The two image formats a badge is served in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -171,8 +172,8 @@ impl BadgeCache {
 
     fn render(rasterizer: &Rasterizer, storage: Storage) -> Result<Self, RenderError> {
         let started = Instant::now();
-        let mut entries = Vec::with_capacity(BadgeKind::ALL.len() * SLOTS_PER_KIND);
-        for kind in BadgeKind::ALL {
+        let mut entries = Vec::with_capacity(BadgeKind::COUNT * SLOTS_PER_KIND);
+        for &kind in BadgeKind::VARIANTS {
             let svg = badge_svg(kind);
             let mut pngs = Vec::with_capacity(usize::from(MAX_SCALE));
             for scale in Scale::all() {
@@ -218,7 +219,7 @@ impl BadgeCache {
     }
 
     /// Index into `entries`. Always in bounds: `Scale` is 1..=MAX_SCALE by construction and
-    /// `BadgeKind::ALL` lists every kind.
+    /// `BadgeKind::VARIANTS` lists every kind.
     fn slot(kind: BadgeKind, format: ImageFormat, scale: Scale) -> usize {
         let within_kind = match format {
             ImageFormat::Svg => 0,
@@ -240,7 +241,7 @@ mod tests {
 
     fn all_entries() -> impl Iterator<Item = (BadgeKind, ImageFormat, Scale, &'static RenderedBadge)>
     {
-        BadgeKind::ALL.into_iter().flat_map(|kind| {
+        BadgeKind::VARIANTS.iter().copied().flat_map(|kind| {
             std::iter::once((kind, ImageFormat::Svg, Scale::ONE))
                 .chain(Scale::all().map(move |scale| (kind, ImageFormat::Png, scale)))
                 .map(|(kind, format, scale)| (kind, format, scale, CACHE.get(kind, format, scale)))
@@ -269,7 +270,7 @@ mod tests {
 
     #[test]
     fn png_at_2x_is_twice_the_1x_size() {
-        for kind in BadgeKind::ALL {
+        for &kind in BadgeKind::VARIANTS {
             let one = Pixmap::decode_png(CACHE.png(kind, Scale::ONE).bytes()).unwrap();
             let two = Pixmap::decode_png(CACHE.png(kind, Scale::TWO).bytes()).unwrap();
             assert_eq!(
@@ -282,7 +283,7 @@ mod tests {
     #[test]
     fn every_image_has_its_own_etag() {
         let etags: HashSet<&str> = all_entries().map(|(_, _, _, badge)| badge.etag()).collect();
-        assert_eq!(etags.len(), BadgeKind::ALL.len() * SLOTS_PER_KIND);
+        assert_eq!(etags.len(), BadgeKind::COUNT * SLOTS_PER_KIND);
     }
 
     #[test]
@@ -297,7 +298,7 @@ mod tests {
 
     #[test]
     fn repeated_lookups_share_the_same_bytes() {
-        for kind in BadgeKind::ALL {
+        for &kind in BadgeKind::VARIANTS {
             let first = CACHE.png(kind, Scale::TWO);
             let second = CACHE.png(kind, Scale::TWO);
             assert_eq!(first.bytes().as_ptr(), second.bytes().as_ptr());
@@ -317,7 +318,7 @@ mod tests {
     fn rendering_is_deterministic() {
         // ETags must agree between processes behind one load balancer.
         let again = BadgeCache::new().unwrap();
-        for kind in BadgeKind::ALL {
+        for &kind in BadgeKind::VARIANTS {
             assert_eq!(
                 again.png(kind, Scale::TWO).etag(),
                 CACHE.png(kind, Scale::TWO).etag()

@@ -29,7 +29,9 @@ pub const LABEL: &str = "version";
 ///
 /// The message texts are part of the protocol: third parties scrape them (spec §1.4), so they
 /// must stay exactly as GitLab's own service writes them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, strum::VariantArray, strum::EnumCount,
+)]
 pub enum BadgeKind {
     /// No stable release is newer than the instance's version (severity `success`).
     UpToDate,
@@ -45,14 +47,6 @@ pub enum BadgeKind {
 }
 
 impl BadgeKind {
-    /// Every kind, in a fixed order (the cache's layout relies on it matching `index`).
-    pub const ALL: [BadgeKind; 4] = [
-        BadgeKind::UpToDate,
-        BadgeKind::UpdateAvailable,
-        BadgeKind::UpdateAsap,
-        BadgeKind::Unknown,
-    ];
-
     /// Right-hand text, exactly as scraped by third parties.
     pub const fn message(self) -> &'static str {
         match self {
@@ -84,7 +78,7 @@ impl BadgeKind {
         }
     }
 
-    /// Position in [`BadgeKind::ALL`], for array-indexed lookups.
+    /// Position in `BadgeKind::VARIANTS` (declaration order), for array-indexed lookups.
     pub const fn index(self) -> usize {
         self as usize
     }
@@ -99,17 +93,21 @@ pub fn badge_svg(kind: BadgeKind) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use strum::VariantArray;
 
     #[test]
     fn all_matches_index() {
-        for (position, kind) in BadgeKind::ALL.iter().enumerate() {
+        for (position, kind) in BadgeKind::VARIANTS.iter().enumerate() {
             assert_eq!(kind.index(), position);
         }
     }
 
     #[test]
     fn messages_are_the_protocol_texts() {
-        let messages: Vec<_> = BadgeKind::ALL.iter().map(|kind| kind.message()).collect();
+        let messages: Vec<_> = BadgeKind::VARIANTS
+            .iter()
+            .map(|kind| kind.message())
+            .collect();
         assert_eq!(
             messages,
             ["up-to-date", "update available", "update asap", "unknown"]
@@ -118,7 +116,7 @@ mod tests {
 
     #[test]
     fn each_kind_has_its_title_and_colour() {
-        for kind in BadgeKind::ALL {
+        for &kind in BadgeKind::VARIANTS {
             let svg = badge_svg(kind);
             let title = format!("<title>version: {}</title>", kind.message());
             assert!(svg.contains(&title), "{svg}");

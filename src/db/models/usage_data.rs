@@ -33,7 +33,8 @@ const SQLITE_METRIC_ROWS_PER_INSERT: usize = SQLITE_MAX_VARIABLES / METRIC_COLUM
 const KEYS_PER_STATEMENT: usize = 5_000;
 
 /// How a submission reached us.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum SubmissionSource {
     /// `POST /usage_data` from a GitLab instance.
     Automatic,
@@ -44,10 +45,7 @@ pub enum SubmissionSource {
 impl SubmissionSource {
     /// The stored text.
     pub fn as_str(self) -> &'static str {
-        match self {
-            SubmissionSource::Automatic => "automatic",
-            SubmissionSource::Manual => "manual",
-        }
+        self.into()
     }
 }
 

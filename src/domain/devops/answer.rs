@@ -4,6 +4,8 @@
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 
+use strum::EnumCount;
+
 use super::{Feature, FeatureScores};
 
 /// The three numbers GitLab stores per feature.
@@ -24,8 +26,8 @@ pub struct FeatureIndex {
 pub struct ConvIndex {
     /// The stored submission's id (must be > 0 for the client to accept it).
     pub usage_data_id: i64,
-    /// Per-feature numbers, in [`Feature::ALL`] order.
-    pub features: [FeatureIndex; 10],
+    /// Per-feature numbers, in protocol order ([`Feature::all`]).
+    pub features: [FeatureIndex; Feature::COUNT],
 }
 
 impl ConvIndex {
@@ -49,9 +51,9 @@ fn json_number(value: f64) -> serde_json::Value {
 
 impl Serialize for ConvIndex {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(1 + 3 * Feature::ALL.len()))?;
+        let mut map = serializer.serialize_map(Some(1 + 3 * Feature::COUNT))?;
         map.serialize_entry("usage_data_id", &self.usage_data_id)?;
-        for feature in Feature::ALL {
+        for feature in Feature::all() {
             let numbers = self.feature(feature);
             map.serialize_entry(&format!("leader_{feature}"), &numbers.leader)?;
             map.serialize_entry(&format!("instance_{feature}"), &numbers.instance)?;
@@ -73,13 +75,13 @@ fn sanitize(value: f64) -> f64 {
 /// The 30 numbers of a `conv_index` without its `usage_data_id`: what is stored beside a
 /// submission and answered again, unchanged, when the payload is re-delivered.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ConvScores(pub [FeatureIndex; 10]);
+pub struct ConvScores(pub [FeatureIndex; Feature::COUNT]);
 
 impl ConvScores {
     /// As a JSON object keyed `leader_X`, `instance_X`, `percentage_X`.
     pub fn to_json_map(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut map = serde_json::Map::new();
-        for feature in Feature::ALL {
+        for feature in Feature::all() {
             let numbers = self.0[feature.index()];
             for (prefix, value) in [
                 ("leader", numbers.leader),
@@ -99,20 +101,27 @@ impl ConvScores {
 /// or the instance's own score when there were too few peers; `percentage_X` is
 /// `min(100, 100 × instance_X / leader_X)`, or `0` when the leader is `0`.
 pub fn conv_scores(instance: &FeatureScores, leaders: &FeatureScores) -> ConvScores {
-    ConvScores(Feature::ALL.map(|feature| {
-        let mine = sanitize(instance.get(feature).unwrap_or(0.0));
-        let leader = sanitize(leaders.get(feature).unwrap_or(mine));
-        let percentage = if leader > 0.0 {
-            sanitize((100.0 * mine / leader).min(100.0))
-        } else {
-            0.0
-        };
-        FeatureIndex {
-            leader,
-            instance: mine,
-            percentage,
-        }
-    }))
+    let features: Vec<FeatureIndex> = Feature::all()
+        .map(|feature| {
+            let mine = sanitize(instance.get(feature).unwrap_or(0.0));
+            let leader = sanitize(leaders.get(feature).unwrap_or(mine));
+            let percentage = if leader > 0.0 {
+                sanitize((100.0 * mine / leader).min(100.0))
+            } else {
+                0.0
+            };
+            FeatureIndex {
+                leader,
+                instance: mine,
+                percentage,
+            }
+        })
+        .collect();
+    ConvScores(
+        features
+            .try_into()
+            .expect("Feature::all yields Feature::COUNT features"),
+    )
 }
 
 /// Builds the `conv_index` answer from an instance's scores and the cached leaders (see

@@ -14,8 +14,8 @@
 //! else in the crate.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 use std::hash::BuildHasher;
+use strum::EnumCount;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -23,8 +23,24 @@ use serde::{Deserialize, Serialize};
 /// The mapping shipped with the application; [`ScoreMapping::default`] parses it.
 pub const DEFAULT_MAPPING_TOML: &str = include_str!("../../../assets/devops_score.toml");
 
-/// The ten features of the DevOps score, in the order GitLab lists them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// The ten features of the DevOps score, in the order GitLab lists them. Names (snake case,
+/// as in `conv_index` keys and the TOML mapping) and the list come from strum's derives.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    strum::EnumIter,
+    strum::EnumCount,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::Display,
+)]
+#[strum(serialize_all = "snake_case")]
 pub enum Feature {
     /// `issues`
     Issues,
@@ -49,51 +65,24 @@ pub enum Feature {
 }
 
 impl Feature {
-    /// All features, in protocol order.
-    pub const ALL: [Feature; 10] = [
-        Feature::Issues,
-        Feature::Notes,
-        Feature::Milestones,
-        Feature::Boards,
-        Feature::MergeRequests,
-        Feature::CiPipelines,
-        Feature::Environments,
-        Feature::Deployments,
-        Feature::ProjectsPrometheusActive,
-        Feature::ServiceDeskIssues,
-    ];
+    /// All features, in protocol order (declaration order).
+    pub fn all() -> impl Iterator<Item = Feature> {
+        <Feature as strum::IntoEnumIterator>::iter()
+    }
 
     /// The name used in `conv_index` keys and in the TOML mapping.
     pub fn name(self) -> &'static str {
-        match self {
-            Feature::Issues => "issues",
-            Feature::Notes => "notes",
-            Feature::Milestones => "milestones",
-            Feature::Boards => "boards",
-            Feature::MergeRequests => "merge_requests",
-            Feature::CiPipelines => "ci_pipelines",
-            Feature::Environments => "environments",
-            Feature::Deployments => "deployments",
-            Feature::ProjectsPrometheusActive => "projects_prometheus_active",
-            Feature::ServiceDeskIssues => "service_desk_issues",
-        }
+        self.into()
     }
 
     /// The feature with this name, if any.
     pub fn from_name(name: &str) -> Option<Feature> {
-        Feature::ALL
-            .into_iter()
-            .find(|feature| feature.name() == name)
+        name.parse().ok()
     }
 
+    /// Position in protocol order, for the per-feature arrays.
     fn index(self) -> usize {
         self as usize
-    }
-}
-
-impl fmt::Display for Feature {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
     }
 }
 
@@ -176,7 +165,7 @@ pub struct ScoreMapping {
     pub cumulative: CumulativeRule,
     /// Rules for leaders.
     pub leaders: LeaderPolicy,
-    sources: [Vec<Source>; 10],
+    sources: [Vec<Source>; Feature::COUNT],
 }
 
 /// Why a mapping was refused.
@@ -289,7 +278,7 @@ impl ScoreMapping {
             return invalid("leaders.lookback_days must be at least 1".to_owned());
         }
 
-        let mut sources: [Vec<Source>; 10] = Default::default();
+        let mut sources: [Vec<Source>; Feature::COUNT] = Default::default();
         for (name, feature) in &raw.features {
             let Some(known) = Feature::from_name(name) else {
                 return invalid(format!("unknown feature `{name}`"));
@@ -330,10 +319,7 @@ impl ScoreMapping {
                 });
             }
         }
-        if let Some(missing) = Feature::ALL
-            .into_iter()
-            .find(|feature| sources[feature.index()].is_empty())
-        {
+        if let Some(missing) = Feature::all().find(|feature| sources[feature.index()].is_empty()) {
             return invalid(format!("feature `{missing}` is missing"));
         }
 
@@ -504,9 +490,7 @@ impl FeatureScores {
 
     /// `(feature, value)` in protocol order.
     pub fn iter(&self) -> impl Iterator<Item = (Feature, Option<f64>)> + '_ {
-        Feature::ALL
-            .into_iter()
-            .map(|feature| (feature, self.get(feature)))
+        Feature::all().map(|feature| (feature, self.get(feature)))
     }
 
     /// Number of features with a valid value.
@@ -575,8 +559,7 @@ pub fn explain_instance_scores(
         .map(|prev| (prev, days_between(prev.recorded_at, current.recorded_at)))
         .filter(|(_, days)| (rule.min_elapsed_days..=rule.max_elapsed_days).contains(days));
 
-    let features = Feature::ALL
-        .into_iter()
+    let features = Feature::all()
         .map(|feature| {
             let found = mapping.sources(feature).iter().find_map(|source| {
                 let volume = source_volume(mapping, source, current, previous)?;
@@ -681,7 +664,7 @@ pub fn pick_previous(
 pub fn leaders(per_instance: &[FeatureScores], policy: &LeaderPolicy) -> FeatureScores {
     let mut result = FeatureScores::default();
     let mut values = Vec::with_capacity(per_instance.len());
-    for feature in Feature::ALL {
+    for feature in Feature::all() {
         values.clear();
         values.extend(
             per_instance

@@ -31,7 +31,7 @@ fn default_mapping_is_valid_and_complete() {
     let mapping = ScoreMapping::default();
     assert_eq!(mapping.formula_version, 1);
     assert_eq!(mapping.window_days, 30.0);
-    for feature in Feature::ALL {
+    for feature in Feature::all() {
         assert!(!mapping.sources(feature).is_empty(), "{feature}");
     }
     assert_eq!(
@@ -228,7 +228,7 @@ fn special_values_are_excluded() {
     );
     assert_eq!(scores, FeatureScores::default());
     let answer = conv_index(1, &scores, &FeatureScores::default());
-    for feature in Feature::ALL {
+    for feature in Feature::all() {
         assert_eq!(
             answer.feature(feature),
             FeatureIndex {
@@ -346,7 +346,7 @@ fn conv_index_has_exactly_the_protocol_keys() {
     let object = json.as_object().unwrap();
     assert_eq!(object.len(), 31);
     assert_eq!(object["usage_data_id"], 42);
-    for feature in Feature::ALL {
+    for feature in Feature::all() {
         for prefix in ["leader", "instance", "percentage"] {
             let value = &object[&format!("{prefix}_{feature}")];
             let number = value
@@ -422,7 +422,7 @@ fn feature_scores_round_trip_as_json() {
     assert!(text.contains(r#""issues":null"#));
     let back: FeatureScores = serde_json::from_str(&text).unwrap();
     assert_eq!(back, scores);
-    for feature in Feature::ALL {
+    for feature in Feature::all() {
         assert_eq!(Feature::from_name(feature.name()), Some(feature));
     }
     assert_eq!(Feature::from_name("nope"), None);
