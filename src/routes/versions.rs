@@ -61,33 +61,49 @@ fn row_json(row: &ReleaseRow) -> Result<ReleaseJson, ApiError> {
     Ok(ReleaseJson::from(&row.to_domain()?))
 }
 
-fn parse_page_param(name: &str, value: &str, max: usize) -> Result<usize, ApiError> {
-    value
-        .trim()
-        .parse::<usize>()
-        .ok()
-        .filter(|n| (1..=max).contains(n))
-        .ok_or_else(|| {
-            ApiError::BadRequest(format!(
-                "`{name}` must be a whole number from 1 to {max}, got `{value}`"
-            ))
-        })
+/// A page-size or page-number query parameter: a whole number from 1 to `MAX`. Each one
+/// names itself in its error, because serde's query errors do not name the field.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PageParam<const MAX: usize, const NAME: u8>(usize);
+
+/// `NAME` values of [`PageParam`] (a const generic cannot be a `&str`).
+const PER_PAGE: u8 = 0;
+const PAGE: u8 = 1;
+
+impl<'de, const MAX: usize, const NAME: u8> serde::Deserialize<'de> for PageParam<MAX, NAME> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX).contains(n))
+            .map(PageParam)
+            .ok_or_else(|| {
+                let name = if NAME == PER_PAGE { "per_page" } else { "page" };
+                serde::de::Error::custom(format!(
+                    "`{name}` must be a whole number from 1 to {MAX}, got `{text}`"
+                ))
+            })
+    }
+}
+
+/// `?per_page=&page=` of the list; a bad value gets the JSON 400 through the app's
+/// `QueryConfig` (`routes::fallback::extractor_configs`). Other parameters are ignored.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Paging {
+    per_page: Option<PageParam<MAX_PER_PAGE, PER_PAGE>>,
+    page: Option<PageParam<1_000_000, PAGE>>,
 }
 
 /// `GET /api/v1/versions`: the release table from the in-memory snapshot, newest first,
 /// with GitLab-style pagination headers.
-pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let params: Vec<(String, String)> = serde_urlencoded::from_str(req.query_string())
-        .map_err(|e| ApiError::BadRequest(format!("malformed query string: {e}")))?;
-    let mut per_page = DEFAULT_PER_PAGE;
-    let mut page = 1;
-    for (key, value) in &params {
-        match key.as_str() {
-            "per_page" => per_page = parse_page_param("per_page", value, MAX_PER_PAGE)?,
-            "page" => page = parse_page_param("page", value, 1_000_000)?,
-            _ => {}
-        }
-    }
+pub(crate) async fn list(
+    req: HttpRequest,
+    query: web::Query<Paging>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let per_page = query.per_page.map_or(DEFAULT_PER_PAGE, |p| p.0);
+    let page = query.page.map_or(1, |p| p.0);
     let table = state.releases.current();
     let total = table.len();
     let total_pages = total.div_ceil(per_page).max(1);
