@@ -36,13 +36,6 @@ impl ImageFormat {
         }
     }
 
-    /// The file extension used in URLs (`check.svg`, `check.png`).
-    pub const fn extension(self) -> &'static str {
-        match self {
-            ImageFormat::Svg => "svg",
-            ImageFormat::Png => "png",
-        }
-    }
 }
 
 /// One finished image as response parts: its bytes and its `ETag` and `Content-Type` header
@@ -52,6 +45,7 @@ pub struct RenderedBadge {
     bytes: Bytes,
     etag: HeaderValue,
     content_type: HeaderValue,
+    #[cfg(test)]
     format: ImageFormat,
 }
 
@@ -63,6 +57,8 @@ const ETAG_DIGEST_BYTES: usize = 16;
 /// that lives as long as the process (see [`BadgeCache::global`]).
 #[derive(Clone, Copy)]
 enum Storage {
+    /// For the tests' own, dropped, caches.
+    #[cfg(test)]
     Counted,
     Static,
 }
@@ -70,6 +66,7 @@ enum Storage {
 impl Storage {
     fn keep(self, bytes: Vec<u8>) -> Bytes {
         match self {
+            #[cfg(test)]
             Storage::Counted => Bytes::from(bytes),
             Storage::Static => Bytes::from_static(Box::leak(bytes.into_boxed_slice())),
         }
@@ -88,6 +85,7 @@ impl RenderedBadge {
             bytes: storage.keep(bytes),
             etag,
             content_type: HeaderValue::from_static(format.content_type()),
+            #[cfg(test)]
             format,
         }
     }
@@ -97,6 +95,7 @@ impl RenderedBadge {
         &self.bytes
     }
 
+    #[cfg(test)]
     /// A strong ETag, already quoted as the `ETag` header wants (e.g. `"3f2a…"`).
     pub fn etag(&self) -> &str {
         self.etag.to_str().expect("ETags are ASCII")
@@ -107,11 +106,13 @@ impl RenderedBadge {
         &self.etag
     }
 
+    #[cfg(test)]
     /// The image's format.
     pub fn format(&self) -> ImageFormat {
         self.format
     }
 
+    #[cfg(test)]
     /// The `Content-Type` header value for these bytes.
     pub fn content_type(&self) -> &'static str {
         self.format.content_type()
@@ -135,6 +136,7 @@ pub struct BadgeCache {
 }
 
 impl BadgeCache {
+    #[cfg(test)]
     /// Renders every kind as SVG and as PNG at every scale up to [`MAX_SCALE`].
     ///
     /// Call once at start-up, before the server accepts requests (or via `web::block`): it is
@@ -162,6 +164,7 @@ impl BadgeCache {
         })
     }
 
+    #[cfg(test)]
     /// As [`BadgeCache::new`], reusing an existing [`Rasterizer`].
     ///
     /// # Errors
@@ -208,11 +211,13 @@ impl BadgeCache {
         &self.entries[Self::slot(kind, format, scale)]
     }
 
+    #[cfg(test)]
     /// The SVG for `kind`.
     pub fn svg(&self, kind: BadgeKind) -> &RenderedBadge {
         self.get(kind, ImageFormat::Svg, Scale::ONE)
     }
 
+    #[cfg(test)]
     /// The PNG for `kind` at `scale`.
     pub fn png(&self, kind: BadgeKind, scale: Scale) -> &RenderedBadge {
         self.get(kind, ImageFormat::Png, scale)
@@ -334,9 +339,4 @@ mod tests {
         assert_send_sync::<Rasterizer>();
     }
 
-    #[test]
-    fn formats_name_their_extension() {
-        assert_eq!(ImageFormat::Svg.extension(), "svg");
-        assert_eq!(ImageFormat::Png.extension(), "png");
-    }
 }

@@ -17,10 +17,9 @@ mod font;
 mod raster;
 mod svg;
 
-pub use cache::{BadgeCache, ImageFormat, RenderedBadge};
-pub use font::{text_width, FONT_FAMILY, FONT_SIZE_PX};
-pub use raster::{Rasterizer, RenderError, Scale, MAX_SCALE};
-pub use svg::{escape_xml, flat_badge_svg, Rgb, BADGE_HEIGHT, LABEL_COLOUR, MAX_TEXT_CHARS};
+pub(crate) use cache::{BadgeCache, ImageFormat};
+pub(crate) use raster::Scale;
+pub(crate) use svg::{flat_badge_svg, Rgb};
 
 /// Left-hand text of every version-check badge.
 pub const LABEL: &str = "version";
@@ -94,6 +93,7 @@ pub fn badge_svg(kind: BadgeKind) -> String {
 mod tests {
     use super::*;
     use strum::VariantArray;
+    use svg::LABEL_COLOUR;
 
     #[test]
     fn all_matches_index() {

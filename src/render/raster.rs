@@ -26,6 +26,7 @@ impl Scale {
     pub const TWO: Scale = Scale(2);
 
     /// `Some` for factors 1 through [`MAX_SCALE`], `None` otherwise.
+    #[cfg(test)]
     pub const fn new(factor: u8) -> Option<Scale> {
         if factor >= 1 && factor <= MAX_SCALE {
             Some(Scale(factor))
