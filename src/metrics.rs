@@ -53,9 +53,11 @@ pub struct Metrics {
     pub check_records_dropped: IntCounter,
     /// Distinct keys waiting in the buffer (set when scraped and after each flush).
     pub check_buffer_keys: IntGauge,
-    /// Checks counted into the buffer (each one is in the store once flushed).
+    /// Checks counted into the buffer (each one is in the store once flushed); brought up
+    /// to date from the buffer's shards at scrape time.
     pub check_records_buffered: IntCounter,
-    /// Checks counted and not yet committed: what this process would lose if killed now.
+    /// Checks counted and not yet committed: what this process would lose if killed now;
+    /// set from the buffer at scrape time.
     pub check_unflushed: IntGauge,
 }
 

@@ -54,7 +54,16 @@ impl Tally {
     }
 }
 
-type Shard = HashMap<Box<[u8]>, Tally>;
+/// One shard: its keys, plus two tallies kept under the same lock, so that `/metrics` can
+/// report what is unflushed without the hot path touching any shared counter.
+#[derive(Default)]
+struct Shard {
+    map: HashMap<Box<[u8]>, Tally>,
+    /// Checks held in `map` (what a kill now would lose from this shard).
+    pending: u64,
+    /// Checks ever counted in through `record` (not `merge_back`), since start.
+    recorded: u64,
+}
 
 /// One shard's lock on cache lines of its own: neighbouring locks sharing a line would make
 /// workers that bump different shards still fight over that line.
@@ -70,6 +79,8 @@ pub struct CheckBuffer {
     /// Seconds since `created` of the last drop warning, `u64::MAX` before the first.
     last_drop_warning: AtomicU64,
     created: Instant,
+    /// Checks taken out by `take` and not yet reported written (`flushed`) or put back.
+    in_flight: AtomicU64,
 }
 
 impl CheckBuffer {
@@ -79,13 +90,14 @@ impl CheckBuffer {
         let shards = shards.max(1).next_power_of_two();
         CheckBuffer {
             shards: (0..shards)
-                .map(|_| PaddedShard(Mutex::new(Shard::new())))
+                .map(|_| PaddedShard(Mutex::new(Shard::default())))
                 .collect(),
             keys: AtomicUsize::new(0),
             max_keys,
             dropped,
             last_drop_warning: AtomicU64::new(u64::MAX),
             created: Instant::now(),
+            in_flight: AtomicU64::new(0),
         }
     }
 
@@ -106,7 +118,7 @@ impl CheckBuffer {
             first_seen: micros,
             last_seen: micros,
         };
-        self.add(&packed[..len], tally)
+        self.add(&packed[..len], tally, true)
     }
 
     /// Distinct keys held now.
@@ -129,14 +141,53 @@ impl CheckBuffer {
         self.dropped.get()
     }
 
+    /// Checks counted and not yet written: held in the shards plus taken by a flush still
+    /// in progress. Read at scrape time; a check moving between the two during the read can
+    /// be counted twice, never missed, so it stays an upper bound on what a kill loses.
+    pub fn unflushed(&self) -> u64 {
+        let held: u64 = self.shards.iter().map(|s| self.lock(s).pending).sum();
+        held + self.in_flight.load(Ordering::Acquire)
+    }
+
+    /// Checks counted in through `record` since start.
+    pub fn recorded(&self) -> u64 {
+        self.shards.iter().map(|s| self.lock(s).recorded).sum()
+    }
+
+    /// A flush of `checks` (from one `take`) is over: written, or put back with `merge_back`.
+    pub fn flush_done(&self, checks: u64) {
+        self.in_flight.fetch_sub(checks, Ordering::AcqRel);
+    }
+
+    fn lock<'a>(&self, shard: &'a PaddedShard) -> std::sync::MutexGuard<'a, Shard> {
+        // A panic while holding the lock cannot leave a half-written tally behind (each
+        // update is a few plain stores), so the data is still good.
+        shard.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Takes everything out, leaving the buffer empty, sorted by key so that every process
-    /// writes rows in the same order (concurrent flushes then cannot deadlock).
+    /// writes rows in the same order (concurrent flushes then cannot deadlock). The checks
+    /// taken count as in flight until [`CheckBuffer::flush_done`].
     pub fn take(&self) -> Vec<CheckCount> {
         let mut rows = Vec::new();
         for shard in &*self.shards {
-            let taken = std::mem::take(&mut *shard.0.lock().unwrap_or_else(|e| e.into_inner()));
+            let mut guard = self.lock(shard);
+            let taken = std::mem::take(&mut guard.map);
+            // Moved to in-flight before the shard's count drops, so no reader misses them.
+            self.in_flight
+                .fetch_add(std::mem::take(&mut guard.pending), Ordering::AcqRel);
+            drop(guard);
             self.keys.fetch_sub(taken.len(), Ordering::Relaxed);
-            rows.extend(taken.iter().filter_map(|(key, tally)| unpack(key, *tally)));
+            for (key, tally) in &taken {
+                match unpack(key, *tally) {
+                    Some(row) => rows.push(row),
+                    // Cannot happen for keys `pack_key` made; if it did, the checks are gone
+                    // and must not stay counted as in flight.
+                    None => {
+                        self.in_flight.fetch_sub(tally.count, Ordering::AcqRel);
+                    }
+                }
+            }
         }
         rows.sort_by(|a, b| {
             (a.day, &a.host, &a.version, &a.country).cmp(&(b.day, &b.host, &b.version, &b.country))
@@ -158,34 +209,34 @@ impl CheckBuffer {
                 first_seen: row.first_seen.and_utc().timestamp_micros(),
                 last_seen: row.last_seen.and_utc().timestamp_micros(),
             };
-            self.add(&packed[..len], tally);
+            self.add(&packed[..len], tally, false);
         }
     }
 
-    fn add(&self, key: &[u8], tally: Tally) -> bool {
+    /// Adds `tally` under `key`; `recorded` marks a new check (not a batch put back).
+    fn add(&self, key: &[u8], tally: Tally, recorded: bool) -> bool {
         let shard = (shard_hash(key) as usize) & (self.shards.len() - 1);
-        let mut map = self.shards[shard]
-            .0
-            .lock()
-            // A panic while holding the lock cannot leave a half-written tally behind (each
-            // update is a few plain stores), so the data is still good.
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(existing) = map.get_mut(key) {
+        let mut guard = self.lock(&self.shards[shard]);
+        let shard = &mut *guard;
+        if let Some(existing) = shard.map.get_mut(key) {
             existing.add(tally);
-            return true;
-        }
-        if self.keys.fetch_add(1, Ordering::Relaxed) >= self.max_keys {
-            self.keys.fetch_sub(1, Ordering::Relaxed);
-            drop(map);
-            self.note_dropped(tally.count);
-            return false;
-        }
-        match map.entry(key.into()) {
-            Entry::Occupied(mut e) => e.get_mut().add(tally),
-            Entry::Vacant(e) => {
-                e.insert(tally);
+        } else {
+            if self.keys.fetch_add(1, Ordering::Relaxed) >= self.max_keys {
+                self.keys.fetch_sub(1, Ordering::Relaxed);
+                drop(guard);
+                self.note_dropped(tally.count);
+                return false;
+            }
+            match shard.map.entry(key.into()) {
+                Entry::Occupied(mut e) => e.get_mut().add(tally),
+                Entry::Vacant(e) => {
+                    e.insert(tally);
+                }
             }
         }
+        // Plain adds under the lock already held: the hot path gains no shared write.
+        shard.pending += tally.count;
+        shard.recorded += u64::from(recorded);
         true
     }
 
@@ -382,6 +433,33 @@ mod tests {
         assert!(rows.iter().all(|r| r.count == 2), "{rows:?}");
         assert_eq!(dropped.get(), 3 + 6);
         assert_eq!(buffer.dropped(), 9);
+    }
+
+    #[test]
+    fn unflushed_counts_held_and_in_flight_checks_until_the_flush_is_done() {
+        let buffer = CheckBuffer::new(100, 4, counter());
+        let (a, b) = (
+            Version::parse("17.0.0").unwrap(),
+            Version::parse("17.1.0").unwrap(),
+        );
+        for _ in 0..3 {
+            buffer.record(key(Some("a.example"), &a, None), at(10));
+        }
+        buffer.record(key(Some("b.example"), &b, None), at(11));
+        assert_eq!((buffer.unflushed(), buffer.recorded()), (4, 4));
+        let rows = buffer.take();
+        // Taken by a flush that has not finished: still unflushed.
+        assert_eq!(buffer.unflushed(), 4);
+        buffer.record(key(Some("a.example"), &a, None), at(12));
+        assert_eq!(buffer.unflushed(), 5);
+        // The flush failed: the rows go back, and stop counting as in flight.
+        buffer.merge_back(rows);
+        buffer.flush_done(4);
+        assert_eq!((buffer.unflushed(), buffer.recorded()), (5, 5));
+        // The next flush commits them all.
+        let rows = buffer.take();
+        buffer.flush_done(rows.iter().map(|r| r.count).sum());
+        assert_eq!((buffer.unflushed(), buffer.recorded()), (0, 5));
     }
 
     #[test]

@@ -32,7 +32,6 @@ use crate::snapshot::Releases;
 /// Records checks; its flush task runs under the application's job runner.
 pub struct Recorder {
     buffer: Arc<CheckBuffer>,
-    metrics: Arc<Metrics>,
 }
 
 impl Recorder {
@@ -56,22 +55,16 @@ impl Recorder {
             buffer: buffer.clone(),
             db,
             releases,
-            metrics: metrics.clone(),
+            metrics,
             known_versions: HashSet::new(),
         };
         jobs.spawn_loop("check_flush", flusher.run(flush_every, jobs.cancel_token()));
-        Recorder { buffer, metrics }
+        Recorder { buffer }
     }
 
     /// Counts one check. Never blocks on I/O; returns `false` if it was dropped at the bound.
     pub fn record(&self, key: CheckKey<'_>, at: DateTime<Utc>) -> bool {
-        let kept = self.buffer.record(key, at);
-        if kept {
-            // Two more atomic adds: the bound on what a SIGKILL loses, visible in /metrics.
-            self.metrics.check_records_buffered.inc();
-            self.metrics.check_unflushed.inc();
-        }
-        kept
+        self.buffer.record(key, at)
     }
 
     /// The aggregate (for metrics and tests).
@@ -182,9 +175,7 @@ impl Flusher {
         let ok = match outcome {
             Ok(()) => {
                 self.metrics.check_records_flushed.inc_by(checks);
-                self.metrics
-                    .check_unflushed
-                    .sub(i64::try_from(checks).unwrap_or(i64::MAX));
+                self.buffer.flush_done(checks);
                 self.known_versions
                     .extend(fresh.into_iter().map(|s| s.version));
                 tracing::debug!(
@@ -203,6 +194,7 @@ impl Flusher {
                     "flushing version checks failed; keeping them for the next flush"
                 );
                 self.buffer.merge_back(rows);
+                self.buffer.flush_done(checks);
                 false
             }
         };

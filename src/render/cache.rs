@@ -35,7 +35,6 @@ impl ImageFormat {
             ImageFormat::Png => "image/png",
         }
     }
-
 }
 
 /// One finished image as response parts: its bytes and its `ETag` and `Content-Type` header
@@ -338,5 +337,4 @@ mod tests {
         assert_send_sync::<BadgeCache>();
         assert_send_sync::<Rasterizer>();
     }
-
 }
