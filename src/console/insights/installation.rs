@@ -10,9 +10,8 @@ use super::filters::{read, stacked, store_error};
 use super::{query_of, render, Cell, Field, PageContent, Section};
 use crate::console::auth::{ConsoleError, ConsoleUser, Role};
 use crate::console::layout::{self, Section as NavSection, Shell};
-use crate::error::ApiError;
 use crate::insights::report;
-use crate::routes::insights::{load_raw, parse_id};
+use crate::routes::insights::{load_raw, no_raw_payload, parse_id};
 use crate::state::AppState;
 
 /// `GET /console/insights/installation?uuid=…&hostname=…`: one installation's history.
@@ -134,12 +133,10 @@ pub async fn raw(
 ) -> Result<HttpResponse, ConsoleError> {
     user.require(Role::Admin)?;
     let id = parse_id(&path).map_err(|e| ConsoleError::BadRequest(e.to_string()))?;
-    let payload = match load_raw(&state, id).await {
-        Ok(p) => p,
-        Err(ApiError::NotFound(message)) => return Err(ConsoleError::NotFound(message)),
-        Err(ApiError::Unavailable(Some(cause))) => return Err(ConsoleError::Unavailable(cause)),
-        Err(e) => return Err(ConsoleError::Internal(e.to_string())),
-    };
+    // A store error takes the console's own `From<DbError>` (503 page when unavailable).
+    let payload = load_raw(&state, id)
+        .await?
+        .ok_or_else(|| ConsoleError::NotFound(no_raw_payload(id)))?;
     let pretty = serde_json::to_string_pretty(&payload)
         .map_err(|e| ConsoleError::Internal(e.to_string()))?;
     Ok(layout::render(

@@ -1,6 +1,7 @@
 //! `GET /api/v1/insights/overview/…`, `versions/…`, `licences…` and `raw/{id}`: the fleet
 //! views added to the overview, versions and licences pages, and the raw payload (admin).
 
+use crate::db::DbError;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use serde::Serialize;
@@ -309,7 +310,9 @@ async fn raw(
     .await?;
     Params::parse(req.query_string(), &[])?;
     let id = parse_id(&path)?;
-    let payload = load_raw(&state, id).await?;
+    let payload = load_raw(&state, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(no_raw_payload(id)))?;
     #[derive(Serialize)]
     struct Raw {
         usage_data_id: i64,
@@ -335,19 +338,24 @@ pub(crate) fn parse_id(text: &str) -> Result<i64, ApiError> {
 
 /// The stored payload of a submission as JSON (a non-JSON body as a JSON string); 404 when
 /// it was never stored or retention removed it.
-pub(crate) async fn load_raw(state: &AppState, id: i64) -> Result<serde_json::Value, ApiError> {
+pub(crate) async fn load_raw(
+    state: &AppState,
+    id: i64,
+) -> Result<Option<serde_json::Value>, DbError> {
     let bytes = state
         .read_db
         .run(move |c| crate::db::models::usage_data_raw::find_raw_payload(c, id))
-        .await?
-        .ok_or_else(|| {
-            ApiError::NotFound(format!(
-                "no raw payload for submission {id} (never received, or removed by retention)"
-            ))
-        })?;
-    Ok(serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-        serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
+        .await?;
+    Ok(bytes.map(|bytes| {
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+            serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
+        })
     }))
+}
+
+/// What both the API and the console answer for a submission without a raw payload.
+pub(crate) fn no_raw_payload(id: i64) -> String {
+    format!("no raw payload for submission {id} (never received, or removed by retention)")
 }
 
 fn opt<T: ToString>(value: &Option<T>) -> String {

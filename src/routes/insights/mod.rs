@@ -8,7 +8,9 @@ pub mod output;
 pub mod params;
 pub mod pseudonymise;
 
-pub(crate) use fleet::{licence_params, load_raw, parse_id, penetration_version, LICENCE_PARAMS};
+pub(crate) use fleet::{
+    licence_params, load_raw, no_raw_payload, parse_id, penetration_version, LICENCE_PARAMS,
+};
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
