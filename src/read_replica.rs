@@ -7,11 +7,14 @@
 //! or a query on it fails for the store's reasons. Changes of state are logged (at most one
 //! line a minute) and `/metrics` shows the state, the lag and where every read went.
 //!
-//! Lag: on a standby, 0 when everything received has been replayed, else the age of the last
-//! replayed transaction (`pg_last_xact_replay_timestamp()`; replay timestamps say nothing
-//! on an idle primary, hence the received = replayed test first). A server that is not a
-//! standby (a copy kept in step by other means, or a pooler in front of the primary) has no
-//! measurable lag: it is used as is, with lag 0, and that is logged once.
+//! Lag: on a standby, 0 when it streams from the primary and has replayed everything
+//! received, else the age of the last replayed transaction (`pg_last_xact_replay_timestamp()`;
+//! replay timestamps say nothing on an idle primary, hence the received = replayed test
+//! first; and received = replayed says nothing on a standby cut off from its primary, hence
+//! the streaming test). Unknown (not streaming, nothing replayed since it started) counts as
+//! lagging without bound. A server that is not a standby (a copy kept in step by other
+//! means, or a pooler in front of the primary) has no measurable lag: it is used as is, with
+//! lag 0, and that is logged once.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -169,13 +172,25 @@ impl ReadDb {
                          analyst reads use it as is and its lag is taken as 0"
                     );
                 }
-                let lag = state.lag.unwrap_or(0.0).max(0.0);
+                // A server that is not a standby has no measurable lag: 0. A standby whose
+                // lag is unknown is taken as lagging without bound.
+                let lag = match (state.standby, state.lag) {
+                    (false, _) => 0.0,
+                    (true, Some(lag)) => lag.max(0.0),
+                    (true, None) => f64::INFINITY,
+                };
                 self.metrics.lag.set(lag);
                 if lag > replica.max_lag.as_secs_f64() {
-                    let why = format!(
-                        "replica lags {lag:.1} s behind the primary (more than {} s)",
-                        replica.max_lag.as_secs()
-                    );
+                    let why = if lag.is_finite() {
+                        format!(
+                            "replica lags {lag:.1} s behind the primary (more than {} s)",
+                            replica.max_lag.as_secs()
+                        )
+                    } else {
+                        "replica's lag is unknown: it receives no WAL from the primary and has \
+                         replayed no transaction since it started"
+                            .to_string()
+                    };
                     self.set_state(replica, Some(("lagging", why)));
                 } else {
                     self.set_state(replica, None);
