@@ -7,11 +7,14 @@
 //! or a query on it fails for the store's reasons. Changes of state are logged (at most one
 //! line a minute) and `/metrics` shows the state, the lag and where every read went.
 //!
-//! Lag: on a standby, 0 when everything received has been replayed, else the age of the last
-//! replayed transaction (`pg_last_xact_replay_timestamp()`; replay timestamps say nothing
-//! on an idle primary, hence the received = replayed test first). A server that is not a
-//! standby (a copy kept in step by other means, or a pooler in front of the primary) has no
-//! measurable lag: it is used as is, with lag 0, and that is logged once.
+//! Lag: on a standby, 0 when it streams from the primary and has replayed everything
+//! received, else the age of the last replayed transaction (`pg_last_xact_replay_timestamp()`;
+//! replay timestamps say nothing on an idle primary, hence the received = replayed test
+//! first; and received = replayed says nothing on a standby cut off from its primary, hence
+//! the streaming test). Unknown (not streaming, nothing replayed since it started) counts as
+//! lagging without bound. A server that is not a standby (a copy kept in step by other
+//! means, or a pooler in front of the primary) has no measurable lag: it is used as is, with
+//! lag 0, and that is logged once.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -32,6 +35,42 @@ const LOG_EVERY: Duration = Duration::from_secs(60);
 /// pages for the primary's (longer) timeout before they fall back.
 const REPLICA_TIMEOUT_SECS: u64 = 2;
 
+/// Decides which of the replica's states are logged: the state at start-up, then every change,
+/// at most one line per [`LOG_EVERY`]. Changes inside that minute are not dropped: the first
+/// health check after it logs the state then, with how many changes it sums up. (A limit
+/// that dropped them would hide a fallback shortly after start-up, or one that ended within
+/// the minute, from the log altogether.)
+#[derive(Default)]
+struct StateLog {
+    /// The state last noted (`None` before the first health check).
+    current: Option<bool>,
+    /// When a change of state was last logged (the start-up line is not a change).
+    last_change_line: Option<Instant>,
+    /// Changes of state since the last line.
+    unlogged: u32,
+}
+
+impl StateLog {
+    /// Notes the state found at `now`; `Some(changes since the previous line)` when a line
+    /// is to be logged now (0 for the start-up line).
+    fn note(&mut self, usable: bool, now: Instant) -> Option<u32> {
+        let Some(was) = self.current.replace(usable) else {
+            return Some(0);
+        };
+        if was != usable {
+            self.unlogged += 1;
+        }
+        let too_soon = self
+            .last_change_line
+            .is_some_and(|at| now.duration_since(at) < LOG_EVERY);
+        if self.unlogged == 0 || too_soon {
+            return None;
+        }
+        self.last_change_line = Some(now);
+        Some(std::mem::take(&mut self.unlogged))
+    }
+}
+
 /// Where read-only analyst queries go; cheap to clone.
 #[derive(Clone)]
 pub struct ReadDb {
@@ -44,8 +83,8 @@ struct Replica {
     db: Db,
     max_lag: Duration,
     usable: AtomicBool,
-    /// When a state line was last logged, and whether the replica was usable then.
-    logged: Mutex<(Option<Instant>, bool)>,
+    /// Which changes of state get a log line.
+    log: Mutex<StateLog>,
     told_not_standby: AtomicBool,
 }
 
@@ -121,7 +160,7 @@ impl ReadDb {
                     db: Db::connect(&replica_settings)?,
                     max_lag: Duration::from_secs(settings.database_read_max_lag_secs),
                     usable: AtomicBool::new(false),
-                    logged: Mutex::new((None, false)),
+                    log: Mutex::new(StateLog::default()),
                     told_not_standby: AtomicBool::new(false),
                 }))
             }
@@ -169,13 +208,25 @@ impl ReadDb {
                          analyst reads use it as is and its lag is taken as 0"
                     );
                 }
-                let lag = state.lag.unwrap_or(0.0).max(0.0);
+                // A server that is not a standby has no measurable lag: 0. A standby whose
+                // lag is unknown is taken as lagging without bound.
+                let lag = match (state.standby, state.lag) {
+                    (false, _) => 0.0,
+                    (true, Some(lag)) => lag.max(0.0),
+                    (true, None) => f64::INFINITY,
+                };
                 self.metrics.lag.set(lag);
                 if lag > replica.max_lag.as_secs_f64() {
-                    let why = format!(
-                        "replica lags {lag:.1} s behind the primary (more than {} s)",
-                        replica.max_lag.as_secs()
-                    );
+                    let why = if lag.is_finite() {
+                        format!(
+                            "replica lags {lag:.1} s behind the primary (more than {} s)",
+                            replica.max_lag.as_secs()
+                        )
+                    } else {
+                        "replica's lag is unknown: it receives no WAL from the primary and has \
+                         replayed no transaction since it started"
+                            .to_string()
+                    };
                     self.set_state(replica, Some(("lagging", why)));
                 } else {
                     self.set_state(replica, None);
@@ -185,8 +236,8 @@ impl ReadDb {
         replica.usable.load(Ordering::Relaxed)
     }
 
-    /// Records the replica usable (`None`) or not (the reason label and why), logging a
-    /// change of state at most once per [`LOG_EVERY`].
+    /// Records the replica usable (`None`) or not (the reason label and why), and logs the
+    /// state when [`StateLog`] says so.
     fn set_state(&self, replica: &Replica, unusable: Option<(&'static str, String)>) {
         let usable = unusable.is_none();
         replica.usable.store(usable, Ordering::Relaxed);
@@ -194,18 +245,18 @@ impl ReadDb {
         if let Some((reason, _)) = &unusable {
             self.metrics.fallbacks.with_label_values(&[reason]).inc();
         }
-        let mut logged = replica.logged.lock().unwrap_or_else(|e| e.into_inner());
-        let (last, was_usable) = *logged;
-        let first = last.is_none();
-        let changed = first || was_usable != usable;
-        if !changed || last.is_some_and(|at| at.elapsed() < LOG_EVERY) {
+        let mut log = replica.log.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(changes) = log.note(usable, Instant::now()) else {
             return;
-        }
-        *logged = (Some(Instant::now()), usable);
+        };
         match unusable {
-            None => tracing::info!("analyst reads go to the read replica"),
+            None => tracing::info!(
+                read_replica.changes = changes,
+                "analyst reads go to the read replica"
+            ),
             Some((reason, why)) => tracing::warn!(
                 read_replica.reason = reason,
+                read_replica.changes = changes,
                 error.cause = %why,
                 "read replica unusable: analyst reads fall back to the primary"
             ),
@@ -259,5 +310,38 @@ impl ReadDb {
         } else {
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fallback soon after start-up is logged at once, and changes of state held back by
+    /// the one-line-a-minute limit are summed up after the minute rather than lost.
+    #[test]
+    fn every_change_of_state_is_logged_at_most_one_line_a_minute() {
+        let t0 = Instant::now();
+        let at = |secs| t0 + Duration::from_secs(secs);
+        let mut log = StateLog::default();
+        assert_eq!(log.note(true, at(0)), Some(0), "the state at start-up");
+        assert_eq!(log.note(true, at(5)), None);
+        assert_eq!(
+            log.note(false, at(20)),
+            Some(1),
+            "a fallback 20 s after start-up"
+        );
+        assert_eq!(log.note(false, at(25)), None);
+        assert_eq!(log.note(true, at(30)), None, "back within the minute: held");
+        assert_eq!(log.note(false, at(35)), None);
+        assert_eq!(log.note(true, at(40)), None);
+        assert_eq!(log.note(true, at(75)), None);
+        assert_eq!(
+            log.note(true, at(80)),
+            Some(3),
+            "three changes since the last line"
+        );
+        assert_eq!(log.note(true, at(85)), None);
+        assert_eq!(log.note(false, at(200)), Some(1), "a minute later: at once");
     }
 }
