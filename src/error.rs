@@ -91,20 +91,9 @@ impl ApiError {
     }
 }
 
-/// An error and its chain of sources, `outer: inner: innermost`, for logs.
-pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
-
-impl std::fmt::Display for Chain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(cause) = source {
-            write!(f, ": {cause}")?;
-            source = cause.source();
-        }
-        Ok(())
-    }
-}
+// `Chain` lives in `telemetry` (a leaf module), so the store layer can use it without
+// importing this module, which imports the store's `DbError`.
+pub use crate::telemetry::Chain;
 
 /// No logging here: the failure is logged once, when the answer is made
 /// ([`ResponseError::error_response`]).

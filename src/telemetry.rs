@@ -54,3 +54,18 @@ impl RootSpanBuilder for PrivateRootSpan {
         tracing::event!(Level::INFO, http.status = status.as_u16(), "request done");
     }
 }
+
+/// An error and its chain of sources, `outer: inner: innermost`, for logs.
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}

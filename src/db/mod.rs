@@ -96,7 +96,7 @@ impl AnyConnection {
 }
 
 /// Why the store could not do what was asked. Every variant keeps its cause as its
-/// `source()` (print the chain with [`crate::error::Chain`]); [`DbError::is_unavailable`] is the
+/// `source()` (print the chain with [`crate::telemetry::Chain`]); [`DbError::is_unavailable`] is the
 /// one place that decides whether the store is at fault (retry later: 503, readiness fails)
 /// or the request or the code is (500).
 #[derive(Debug, thiserror::Error)]
@@ -340,7 +340,8 @@ impl Db {
     /// Remembers `err` for readiness when it means the store, not the request, is at fault.
     pub fn note_fault(&self, err: &DbError) {
         if err.is_unavailable() {
-            self.guard.note_fault(&crate::error::Chain(err).to_string());
+            self.guard
+                .note_fault(&crate::telemetry::Chain(err).to_string());
         }
     }
 
@@ -506,7 +507,7 @@ mod tests {
         };
         assert!(!corrupt.is_unavailable());
         assert_eq!(
-            crate::error::Chain(&corrupt).to_string(),
+            crate::telemetry::Chain(&corrupt).to_string(),
             "row 1 cannot be read: bad"
         );
     }

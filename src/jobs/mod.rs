@@ -253,7 +253,7 @@ impl Jobs {
                     return JobOutcome::Skipped;
                 }
                 Err(err) => {
-                    tracing::warn!(error.cause = %crate::error::Chain(&err), "background job could not take its lock");
+                    tracing::warn!(error.cause = %crate::telemetry::Chain(&err), "background job could not take its lock");
                     self.inner
                         .metrics
                         .record(name, JobOutcome::Failed, Some(started.elapsed()));
