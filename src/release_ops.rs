@@ -9,31 +9,33 @@ use std::collections::{BTreeMap, HashMap};
 use crate::db::models::active_versions;
 use crate::db::models::release_changes::{self, Actor, ChangeRow, Expect, WriteError};
 use crate::db::models::releases;
-use crate::db::{AnyConnection, DbError};
+use crate::db::{AnyConnection, Db, DbError};
 use crate::domain::release::Release;
 use crate::domain::release_edit::{self, Edit, EditError, FieldChange, Mode};
 use crate::domain::verdict::{ReleaseTable, Severity, Verdict};
 use crate::domain::version::Version;
 use crate::error::ApiError;
 use crate::render::{badge_svg, BadgeKind};
-use crate::state::AppState;
+use crate::snapshot::Releases;
 
 /// Days of version checks and Service Pings that make an instance "active".
 pub const ACTIVE_WINDOW_DAYS: i64 = 28;
 
 /// Applies edits (audited, one transaction) and reloads the snapshot when anything changed.
+/// Takes the store and the snapshot rather than the app state, so this module stays below
+/// the HTTP layer that calls it.
 pub async fn apply(
-    state: &AppState,
+    db: &Db,
+    releases: &Releases,
     edits: Vec<Edit>,
     expect: Vec<Expect>,
     actor: Actor,
 ) -> Result<Vec<ChangeRow>, WriteError> {
-    let written = state
-        .db
+    let written = db
         .run(move |conn| Ok(release_changes::write_edits(conn, &edits, &expect, &actor)))
         .await??;
     if !written.is_empty() {
-        state.releases.reload(&state.db).await?;
+        releases.reload(db).await?;
     }
     Ok(written)
 }

@@ -115,7 +115,7 @@ pub(crate) async fn submit(
     };
     let version = edit.version.to_string();
     let actor = Actor::new(user.name.clone(), Via::Web);
-    match release_ops::apply(&state, vec![edit], Vec::new(), actor).await {
+    match release_ops::apply(&state.db, &state.releases, vec![edit], Vec::new(), actor).await {
         Ok(_) => Ok(HttpResponse::SeeOther()
             .insert_header(("location", format!("/console/releases/{version}?saved=1")))
             .finish()),

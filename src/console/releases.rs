@@ -373,7 +373,7 @@ pub async fn edit(
     change.advisory = Some(form.advisory.as_deref().and_then(empty_to_none));
     change.details = Some(form.details.clone().unwrap_or_default());
     let actor = Actor::new(user.name.clone(), Via::Web);
-    match release_ops::apply(&state, vec![change], expect, actor).await {
+    match release_ops::apply(&state.db, &state.releases, vec![change], expect, actor).await {
         Ok(_) => Ok(HttpResponse::SeeOther()
             .insert_header(("location", format!("/console/releases/{key}?saved=1")))
             .finish()),
@@ -516,7 +516,8 @@ pub async fn batch_submit(
     };
     if form.action.as_deref() == Some("save") {
         let actor = Actor::new(user.name.clone(), Via::Web);
-        return match release_ops::apply(&state, edits, Vec::new(), actor).await {
+        return match release_ops::apply(&state.db, &state.releases, edits, Vec::new(), actor).await
+        {
             Ok(_) => Ok(HttpResponse::SeeOther()
                 .insert_header(("location", "/console/releases/history?saved=1"))
                 .finish()),
@@ -648,7 +649,7 @@ pub async fn revert(
     };
     let mut actor = Actor::new(user.name.clone(), Via::Web);
     actor.note = Some(note);
-    match release_ops::apply(&state, edits, expect, actor).await {
+    match release_ops::apply(&state.db, &state.releases, edits, expect, actor).await {
         Ok(_) => Ok(HttpResponse::SeeOther()
             .insert_header(("location", "/console/releases/history?saved=1"))
             .finish()),

@@ -188,7 +188,7 @@ pub async fn security_releases(
         })));
     }
     let actor = Actor::new(access.caller.actor(), Via::Api);
-    let written = release_ops::apply(&state, edits, Vec::new(), actor)
+    let written = release_ops::apply(&state.db, &state.releases, edits, Vec::new(), actor)
         .await
         .map_err(release_ops::api_error)?;
     tracing::info!(advisory = %batch.advisory, changes = written.len(), "security release recorded");

@@ -234,7 +234,7 @@ pub async fn create(
     edit.advisory = Some(fields.advisory.filter(|a| !a.trim().is_empty()));
     edit.details = Some(fields.details.unwrap_or_default());
     let actor = Actor::new(actor, Via::Api);
-    release_ops::apply(&state, vec![edit], Vec::new(), actor)
+    release_ops::apply(&state.db, &state.releases, vec![edit], Vec::new(), actor)
         .await
         .map_err(release_ops::api_error)?;
     let row = find_row(&state, &version).await?;
@@ -302,9 +302,15 @@ pub async fn set_security(
     edit.security = Some(security);
     edit.advisory = fields.advisory.map(|a| a.filter(|s| !s.trim().is_empty()));
     edit.details = fields.details;
-    release_ops::apply(&state, vec![edit], Vec::new(), Actor::new(actor, Via::Api))
-        .await
-        .map_err(release_ops::api_error)?;
+    release_ops::apply(
+        &state.db,
+        &state.releases,
+        vec![edit],
+        Vec::new(),
+        Actor::new(actor, Via::Api),
+    )
+    .await
+    .map_err(release_ops::api_error)?;
     let row = find_row(&state, &version).await?;
     tracing::info!(release.version = %row.version, release.security = %row.security, "release security changed");
     Ok(HttpResponse::Ok().json(row_json(&row)?))
