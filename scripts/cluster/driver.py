@@ -18,6 +18,8 @@ import threading
 import time
 import uuid as uuidlib
 
+from common import BaseNode, check, failures, get, post, say
+
 ENV = os.environ
 BIN = ENV["APP_BIN"]
 WORK = ENV["WORK"]
@@ -34,19 +36,6 @@ JOB_INTERVALS = {"insights_rollup": 2, "retention": 3}
 CHECK_THREADS = int(ENV.get("CHECK_THREADS", "4"))
 INGEST_THREADS = int(ENV.get("INGEST_THREADS", "2"))
 
-failures = []
-
-
-def say(*parts):
-    print(*parts, flush=True)
-
-
-def check(ok, what):
-    say(("  ok    " if ok else "  FAIL  ") + what)
-    if not ok:
-        failures.append(what)
-
-
 def psql(sql):
     out = subprocess.run(PSQL + ["-At", "-c", sql], capture_output=True, text=True, timeout=30)
     if out.returncode != 0:
@@ -57,9 +46,10 @@ def psql(sql):
 # --- nodes ---------------------------------------------------------------------------------
 
 
-class Node:
+class Node(BaseNode):
     def __init__(self, index, port):
-        self.index, self.port, self.proc, self.starts = index, port, None, 0
+        super().__init__(f"node{index}", port)
+        self.index, self.starts = index, 0
 
     @property
     def addr(self):
@@ -67,39 +57,22 @@ class Node:
 
     def start(self):
         self.starts += 1
-        env = {k: v for k, v in ENV.items() if not k.startswith("VERSION_APP_")}
-        env.update(
-            {
-                "DATABASE_URL": DB_URL,
-                "VERSION_APP_LISTEN": self.addr,
-                "VERSION_APP_WORKERS": "2",
-                "VERSION_APP_DATABASE_POOL_SIZE": "6",
-                "VERSION_APP_CHECK_FLUSH_INTERVAL_MS": str(FLUSH_MS),
-                "VERSION_APP_RELEASE_REFRESH_SECS": "2",
-                "VERSION_APP_DEVOPS_LEADERS_REFRESH_SECS": "5",
-                "VERSION_APP_INSIGHTS_REFRESH_SECS": str(JOB_INTERVALS["insights_rollup"]),
-                "VERSION_APP_RETENTION_INTERVAL_SECS": str(JOB_INTERVALS["retention"]),
-                "VERSION_APP_SHUTDOWN_TIMEOUT_SECS": "10",
-                "VERSION_APP_DATABASE_TIMEOUT_SECS": "2",
-                "VERSION_APP_TRUST_FORWARDED_FOR": "true",
-                "RUST_LOG": "info",
-            }
-        )
-        log = open(f"{WORK}/node{self.index}.log", "ab")
-        self.proc = subprocess.Popen([BIN, "serve"], env=env, stdout=log, stderr=log)
-
-    def wait_ready(self, timeout=60):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"node{self.index} exited with {self.proc.returncode}")
-            try:
-                if get(self.port, "/-/ready")[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"node{self.index} not ready after {timeout} s")
+        settings = {
+            "DATABASE_URL": DB_URL,
+            "VERSION_APP_LISTEN": self.addr,
+            "VERSION_APP_WORKERS": "2",
+            "VERSION_APP_DATABASE_POOL_SIZE": "6",
+            "VERSION_APP_CHECK_FLUSH_INTERVAL_MS": str(FLUSH_MS),
+            "VERSION_APP_RELEASE_REFRESH_SECS": "2",
+            "VERSION_APP_DEVOPS_LEADERS_REFRESH_SECS": "5",
+            "VERSION_APP_INSIGHTS_REFRESH_SECS": str(JOB_INTERVALS["insights_rollup"]),
+            "VERSION_APP_RETENTION_INTERVAL_SECS": str(JOB_INTERVALS["retention"]),
+            "VERSION_APP_SHUTDOWN_TIMEOUT_SECS": "10",
+            "VERSION_APP_DATABASE_TIMEOUT_SECS": "2",
+            "VERSION_APP_TRUST_FORWARDED_FOR": "true",
+            "RUST_LOG": "info",
+        }
+        self.spawn(BIN, settings, f"{WORK}/node{self.index}.log")
 
     def signal(self, sig):
         self.proc.send_signal(sig)
@@ -110,44 +83,6 @@ class Node:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             raise RuntimeError(f"node{self.index} did not exit within {timeout} s")
-
-    def metrics(self):
-        status, _, body = get(self.port, "/metrics")
-        if status != 200:
-            raise RuntimeError(f"node{self.index} /metrics answered {status}")
-        return parse_metrics(body.decode())
-
-
-def get(port, path, headers=None, timeout=10):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("GET", path, headers=headers or {})
-        r = conn.getresponse()
-        return r.status, dict(r.getheaders()), r.read()
-    finally:
-        conn.close()
-
-
-def post(port, path, body, timeout=30):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
-        r = conn.getresponse()
-        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
-    finally:
-        conn.close()
-
-
-def parse_metrics(text):
-    values = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            try:
-                values[name] = float(value)
-            except ValueError:
-                pass
-    return values
 
 
 def job_runs(m, job, outcome):

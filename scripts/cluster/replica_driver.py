@@ -12,7 +12,6 @@ everything it received is replayed: reads must still fall back). Every figure is
 127.0.0.1 is contacted; every loop and wait is bounded.
 """
 
-import http.client
 import json
 import os
 import re
@@ -20,6 +19,8 @@ import signal
 import subprocess
 import sys
 import time
+
+from common import BaseNode, app_env, check, failures, get, post, say
 
 ENV = os.environ
 BIN = ENV["APP_BIN"]
@@ -41,19 +42,6 @@ ERRORS = 'version_app_read_replica_unusable_total{reason="error"}'
 ON_REPLICA = 'version_app_read_queries_total{target="replica"}'
 FELL_BACK = 'version_app_read_queries_total{target="primary_fallback"}'
 
-failures = []
-
-
-def say(*parts):
-    print(*parts, flush=True)
-
-
-def check(ok, what):
-    say(("  ok    " if ok else "  FAIL  ") + what)
-    if not ok:
-        failures.append(what)
-
-
 def sql(url, query):
     out = subprocess.run(
         ["psql", url, "-v", "ON_ERROR_STOP=1", "-At", "-c", query],
@@ -67,8 +55,7 @@ def sql(url, query):
 
 
 def cli(*args):
-    env = {k: v for k, v in ENV.items() if not k.startswith("VERSION_APP_")}
-    env["DATABASE_URL"] = PRIMARY_URL
+    env = app_env({"DATABASE_URL": PRIMARY_URL})
     out = subprocess.run([BIN, *args], env=env, capture_output=True, text=True, timeout=120)
     if out.returncode != 0:
         raise RuntimeError(f"version-app {' '.join(args)} failed: {out.stderr.strip()}")
@@ -78,44 +65,28 @@ def cli(*args):
 # --- nodes ---------------------------------------------------------------------------------
 
 
-class Node:
+class Node(BaseNode):
     def __init__(self, name, port, read_url):
-        self.name, self.port, self.read_url, self.proc = name, port, read_url, None
+        super().__init__(f"node {name}", port)
+        self.short, self.read_url = name, read_url
 
     def start(self):
-        env = {k: v for k, v in ENV.items() if not k.startswith("VERSION_APP_")}
-        env.update(
-            {
-                "DATABASE_URL": PRIMARY_URL,
-                "VERSION_APP_LISTEN": f"127.0.0.1:{self.port}",
-                "VERSION_APP_WORKERS": "2",
-                "VERSION_APP_DATABASE_POOL_SIZE": "4",
-                # Rollups only when the driver says (CLI), so that it knows what each holds.
-                "VERSION_APP_INSIGHTS_REFRESH_SECS": "3600",
-                "VERSION_APP_SHUTDOWN_TIMEOUT_SECS": "10",
-                "RUST_LOG": "info",
-            }
-        )
+        settings = {
+            "DATABASE_URL": PRIMARY_URL,
+            "VERSION_APP_LISTEN": f"127.0.0.1:{self.port}",
+            "VERSION_APP_WORKERS": "2",
+            "VERSION_APP_DATABASE_POOL_SIZE": "4",
+            # Rollups only when the driver says (CLI), so that it knows what each holds.
+            "VERSION_APP_INSIGHTS_REFRESH_SECS": "3600",
+            "VERSION_APP_SHUTDOWN_TIMEOUT_SECS": "10",
+            "RUST_LOG": "info",
+        }
         if self.read_url:
-            env["VERSION_APP_DATABASE_READ_URL"] = self.read_url
-            env["VERSION_APP_DATABASE_READ_MAX_LAG_SECS"] = str(MAX_LAG)
-        log = open(f"{WORK}/node-{self.name}.log", "ab")
-        self.proc = subprocess.Popen([BIN, "serve"], env=env, stdout=log, stderr=log)
-        with open(f"{WORK}/node-{self.name}.pid", "w") as f:
+            settings["VERSION_APP_DATABASE_READ_URL"] = self.read_url
+            settings["VERSION_APP_DATABASE_READ_MAX_LAG_SECS"] = str(MAX_LAG)
+        self.spawn(BIN, settings, f"{WORK}/node-{self.short}.log")
+        with open(f"{WORK}/node-{self.short}.pid", "w") as f:
             f.write(str(self.proc.pid))
-
-    def wait_ready(self, timeout=60):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"node {self.name} exited with {self.proc.returncode}")
-            try:
-                if get(self.port, "/-/ready")[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"node {self.name} not ready after {timeout} s")
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
@@ -126,49 +97,11 @@ class Node:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
 
-    def metrics(self):
-        status, body = get(self.port, "/metrics")
-        if status != 200:
-            raise RuntimeError(f"node {self.name} /metrics answered {status}")
-        return parse_metrics(body.decode())
-
     def series(self, token):
-        status, body = get(self.port, SERIES, {"PRIVATE-TOKEN": token})
+        status, _, body = get(self.port, SERIES, {"PRIVATE-TOKEN": token})
         if status != 200:
-            raise RuntimeError(f"node {self.name} {SERIES} answered {status}: {body[:300]!r}")
+            raise RuntimeError(f"{self.name} {SERIES} answered {status}: {body[:300]!r}")
         return json.loads(body)
-
-
-def get(port, path, headers=None, timeout=10):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("GET", path, headers=headers or {})
-        r = conn.getresponse()
-        return r.status, r.read()
-    finally:
-        conn.close()
-
-
-def post(port, path, body, timeout=30):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
-        r = conn.getresponse()
-        return r.status, r.read()
-    finally:
-        conn.close()
-
-
-def parse_metrics(text):
-    values = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            try:
-                values[name] = float(value)
-            except ValueError:
-                pass
-    return values
 
 
 def wait_metric(node, name, ok, timeout):
@@ -182,7 +115,7 @@ def wait_metric(node, name, ok, timeout):
         if ok(value):
             return m, time.time() - t0, highest
         if time.time() - t0 > timeout:
-            raise RuntimeError(f"{name} = {value} on node {node.name} after {timeout} s")
+            raise RuntimeError(f"{name} = {value} on {node.name} after {timeout} s")
         time.sleep(0.1)
 
 
@@ -199,7 +132,7 @@ def post_pings(node, tag, months):
         p["uuid"] = f"replica-{tag}-{n}"
         p["hostname"] = f"gitlab-{n}.{tag}.replica.example"
         p["recorded_at"] = f"{month}-{10 + n % 15:02d} 10:00:00 UTC"
-        status, body = post(node.port, "/usage_data", json.dumps(p).encode())
+        status, _, body = post(node.port, "/usage_data", json.dumps(p).encode())
         if status != 201:
             raise RuntimeError(f"POST /usage_data answered {status}: {body[:300]!r}")
 
@@ -382,7 +315,7 @@ def phase_disconnected(app, ref, token, old):
 
 def logged(app):
     """The node's log lines about the replica's state, without colours and spans."""
-    with open(f"{WORK}/node-{app.name}.log", encoding="utf-8", errors="replace") as f:
+    with open(f"{WORK}/node-{app.short}.log", encoding="utf-8", errors="replace") as f:
         text = re.sub(r"\x1b\[[0-9;]*m", "", f.read())
     return [
         line.replace('job{job.name="read_replica_health"}: ', "").strip()[:240]
