@@ -355,12 +355,13 @@ impl Settings {
         if self.check_max_query_bytes < 64 {
             return invalid("check_max_query_bytes", "must be at least 64".into());
         }
-        if self.ingest_max_body_bytes < 1024
-            || self.ingest_max_decompressed_bytes < self.ingest_max_body_bytes
-        {
+        if self.ingest_max_body_bytes < 1024 {
+            return invalid("ingest_max_body_bytes", "must be at least 1024".into());
+        }
+        if self.ingest_max_decompressed_bytes < self.ingest_max_body_bytes {
             return invalid(
                 "ingest_max_decompressed_bytes",
-                "must be at least ingest_max_body_bytes, which must be at least 1024".into(),
+                "must be at least ingest_max_body_bytes".into(),
             );
         }
         if !(2..=512).contains(&self.ingest_max_json_depth) {
@@ -525,6 +526,26 @@ mod tests {
             jail.set_env("VERSION_APP_LISTEN", "localhost");
             let err = Settings::load(None).unwrap_err().to_string();
             assert!(err.contains("listen"), "{err}");
+            Ok(())
+        });
+    }
+
+    /// A body cap under 1 KiB was reported as `ingest_max_decompressed_bytes`, a setting
+    /// that was fine; each of the two is now named only when it is the wrong one.
+    #[test]
+    fn ingest_body_caps_name_the_setting_that_is_wrong() {
+        Jail::expect_with(|jail| {
+            jail.set_env("VERSION_APP_INGEST_MAX_BODY_BYTES", "512");
+            let err = Settings::load(None).unwrap_err().to_string();
+            assert!(err.contains("`ingest_max_body_bytes`"), "{err}");
+            assert!(!err.contains("ingest_max_decompressed_bytes"), "{err}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("VERSION_APP_INGEST_MAX_BODY_BYTES", "4096");
+            jail.set_env("VERSION_APP_INGEST_MAX_DECOMPRESSED_BYTES", "2048");
+            let err = Settings::load(None).unwrap_err().to_string();
+            assert!(err.contains("`ingest_max_decompressed_bytes`"), "{err}");
             Ok(())
         });
     }
