@@ -378,3 +378,15 @@ console_login_lockout_secs = 109
         Ok(())
     });
 }
+
+#[test]
+fn chrono_durations_are_capped_so_date_arithmetic_cannot_overflow() {
+    assert_eq!(
+        chrono_duration(Duration::from_secs(3600)),
+        chrono::Duration::seconds(3600)
+    );
+    let capped = chrono_duration(Duration::from_secs(u64::MAX));
+    assert_eq!(capped, chrono::Duration::days(36_525));
+    let now = chrono::Utc::now().naive_utc();
+    assert!(now - capped < now);
+}
