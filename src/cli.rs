@@ -146,12 +146,10 @@ fn run_store_command(settings: Settings, command: Command) -> anyhow::Result<()>
     // larger pool left a second one still inside PQconnectdb when the command returned, so
     // OpenSSL's exit-time cleanup raced it and the process crashed at exit (SIGSEGV) on a TLS
     // connection. With one connection, the only connect is the one this thread waited for.
-    let settings = Settings {
-        database_pool_size: 1,
-        ..settings
-    };
-    let db = Db::connect(&settings)?;
-    let applied = db.migrate_with(settings.allow_newer_schema)?;
+    let mut settings = settings;
+    settings.store.pool_size = std::num::NonZeroU32::MIN;
+    let db = Db::connect(&settings.store)?;
+    let applied = db.migrate_with(settings.store.allow_newer_schema)?;
     let mut out = std::io::stdout().lock();
     let mut conn = db.get()?;
     match command {
@@ -208,7 +206,7 @@ fn run_store_command(settings: Settings, command: Command) -> anyhow::Result<()>
             keys,
             pseudonymise,
         } => {
-            let key = match (pseudonymise, &settings.pseudonymise_key) {
+            let key = match (pseudonymise, &settings.privacy.pseudonymise_key) {
                 (false, _) => None,
                 (true, Some(key)) => Some(key),
                 (true, None) => anyhow::bail!(
@@ -222,7 +220,7 @@ fn run_store_command(settings: Settings, command: Command) -> anyhow::Result<()>
             anyhow::ensure!(from < to, "--from must be before --to");
             let mut buffered = std::io::BufWriter::new(out);
             // Analysts' reads go to the read replica when one is configured and usable.
-            let mut read_conn = match settings.database_read_url {
+            let mut read_conn = match settings.store.read_url {
                 Some(_) => {
                     crate::read_replica::ReadDb::new(db, &settings, &prometheus::Registry::new())?
                         .replica_blocking()
@@ -286,7 +284,7 @@ fn run_store_command(settings: Settings, command: Command) -> anyhow::Result<()>
 /// Asks `/-/ready` on the configured address with a bare HTTP/1.0 request, so container
 /// images need no curl.
 fn healthcheck(settings: &Settings) -> anyhow::Result<()> {
-    let mut addr = settings.listen_addr();
+    let mut addr = settings.server.listen;
     if addr.ip().is_unspecified() {
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use prometheus::{Gauge, IntCounterVec, IntGauge, Opts, Registry};
 
-use crate::config::Settings;
+use crate::config::{Settings, StoreSettings};
 use crate::db::models::replica_state;
 use crate::db::{AnyConnection, Db, DbError};
 use crate::jobs::{Jobs, RunScope};
@@ -31,9 +31,9 @@ use crate::jobs::{Jobs, RunScope};
 const HEALTH_EVERY: Duration = Duration::from_secs(5);
 /// At most one log line about the replica's state per this long.
 const LOG_EVERY: Duration = Duration::from_secs(60);
-/// Seconds to wait for a replica connection: an unreachable replica must not hold analyst
+/// How long to wait for a replica connection: an unreachable replica must not hold analyst
 /// pages for the primary's (longer) timeout before they fall back.
-const REPLICA_TIMEOUT_SECS: u64 = 2;
+const REPLICA_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Decides which of the replica's states are logged: the state at start-up, then every change,
 /// at most one line per [`LOG_EVERY`]. Changes inside that minute are not dropped: the first
@@ -148,17 +148,17 @@ impl ReadDb {
     /// (the replica's pool is opened lazily: an unreachable replica does not stop start-up).
     pub fn new(primary: Db, settings: &Settings, registry: &Registry) -> Result<ReadDb, DbError> {
         let metrics = ReadMetrics::register(registry);
-        let replica = match &settings.database_read_url {
+        let replica = match &settings.store.read_url {
             None => None,
             Some(url) => {
-                let replica_settings = Settings {
-                    database_url: url.clone(),
-                    database_timeout_secs: REPLICA_TIMEOUT_SECS,
-                    ..settings.clone()
+                let replica_settings = StoreSettings {
+                    url: url.clone(),
+                    timeout: REPLICA_TIMEOUT,
+                    ..settings.store.clone()
                 };
                 Some(Arc::new(Replica {
                     db: Db::connect(&replica_settings)?,
-                    max_lag: Duration::from_secs(settings.database_read_max_lag_secs),
+                    max_lag: settings.store.read_max_lag,
                     usable: AtomicBool::new(false),
                     log: Mutex::new(StateLog::default()),
                     told_not_standby: AtomicBool::new(false),

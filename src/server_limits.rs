@@ -27,21 +27,20 @@ pub fn raise_nofile_limit() -> u64 {
 /// is 0, the descriptor limit less a reserve for everything else the process opens.
 pub fn max_connections_per_worker(settings: &Settings, workers: usize, nofile: u64) -> usize {
     let workers = workers.max(1);
-    let total = if settings.http_max_connections > 0 {
-        settings.http_max_connections
-    } else {
-        usize::try_from(nofile.saturating_sub(RESERVED_FDS).max(64)).unwrap_or(usize::MAX)
+    let total = match settings.http.max_connections {
+        Some(total) => total.get(),
+        None => usize::try_from(nofile.saturating_sub(RESERVED_FDS).max(64)).unwrap_or(usize::MAX),
     };
     (total / workers).clamp(1, MAX_PER_WORKER)
 }
 
 /// The number of workers actix will start for these settings.
 pub fn worker_count(settings: &Settings) -> usize {
-    if settings.workers > 0 {
-        settings.workers
-    } else {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    }
+    settings
+        .server
+        .workers
+        .or_else(|| std::thread::available_parallelism().ok())
+        .map_or(1, |n| n.get())
 }
 
 #[cfg(test)]
@@ -53,10 +52,8 @@ mod tests {
         let settings = Settings::default();
         assert_eq!(max_connections_per_worker(&settings, 2, 20_000), 9_872);
         assert_eq!(max_connections_per_worker(&settings, 1, 100), 64);
-        let fixed = Settings {
-            http_max_connections: 1_000,
-            ..Settings::default()
-        };
+        let mut fixed = Settings::default();
+        fixed.http.max_connections = std::num::NonZeroUsize::new(1_000);
         assert_eq!(max_connections_per_worker(&fixed, 4, 20_000), 250);
     }
 }

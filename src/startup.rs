@@ -4,7 +4,6 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::time::Duration;
 use tracing_actix_web::TracingLogger;
 
 use crate::config::Settings;
@@ -35,11 +34,11 @@ pub struct Application {
 /// Migrates the store and, on first start of an empty store, loads the bundled releases.
 /// Blocking: run off the async workers.
 pub fn prepare_store(db: &Db, settings: &Settings) -> anyhow::Result<()> {
-    let applied = db.migrate_with(settings.allow_newer_schema)?;
+    let applied = db.migrate_with(settings.store.allow_newer_schema)?;
     if !applied.is_empty() {
         tracing::info!(migrations = ?applied, "schema migrated");
     }
-    if settings.seed_releases {
+    if settings.releases.seed {
         let bundled = parse_releases_csv(BUNDLED_RELEASES_CSV)?;
         let mut conn = db.get()?;
         let seeded = releases::seed_if_empty(&mut conn, &bundled)?;
@@ -57,7 +56,7 @@ impl Application {
     /// Connects, migrates, loads the snapshot, binds the listener and builds the server.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         let settings = Arc::new(settings);
-        let db = Db::connect(&settings)?;
+        let db = Db::connect(&settings.store)?;
         let releases = Releases::empty();
         {
             let (db, settings, releases) = (db.clone(), settings.clone(), releases.clone());
@@ -69,11 +68,11 @@ impl Application {
             .await??;
         }
 
-        let listener = TcpListener::bind(settings.listen_addr())
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
+        let listener = TcpListener::bind(settings.server.listen)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.server.listen))?;
         let port = listener.local_addr()?.port();
         // A missing or corrupt database only disables geo lookup (with a warning).
-        let geoip = GeoIp::open_optional(settings.geoip_path.as_deref()).map(Arc::new);
+        let geoip = GeoIp::open_optional(settings.geoip.path.as_deref()).map(Arc::new);
         let check = {
             // Renders the process-wide badges the first time: CPU work, off the workers.
             let settings = settings.clone();
@@ -87,7 +86,7 @@ impl Application {
             let releases = releases.clone();
             jobs.every(
                 "release_refresh",
-                Duration::from_secs(settings.release_refresh_secs),
+                settings.releases.refresh_interval,
                 RunScope::EveryProcess,
                 move |ctx| {
                     releases.reload_blocking(&mut ctx.db.get()?, false)?;
@@ -101,8 +100,8 @@ impl Application {
             releases.clone(),
             metrics.clone(),
             &jobs,
-            settings.check_buffer_max_keys,
-            Duration::from_millis(settings.check_flush_interval_ms),
+            settings.check.buffer_max_keys.get(),
+            settings.check.flush_interval,
         ));
         let ingest = Ingest::start(
             db.clone(),
@@ -153,25 +152,21 @@ impl Application {
         .on_connect(move |_, ext| {
             ext.insert(ConnectionCount::accept(&body));
         })
-        .keep_alive(Duration::from_secs(settings.http_keep_alive_secs))
-        .client_request_timeout(Duration::from_millis(
-            settings.http_client_request_timeout_ms,
-        ))
-        .client_disconnect_timeout(Duration::from_millis(
-            settings.http_client_disconnect_timeout_ms,
-        ))
+        .keep_alive(settings.http.keep_alive)
+        .client_request_timeout(settings.http.client_request_timeout)
+        .client_disconnect_timeout(settings.http.client_disconnect_timeout)
         .max_connections(crate::server_limits::max_connections_per_worker(
             &settings,
             crate::server_limits::worker_count(&settings),
             crate::server_limits::raise_nofile_limit(),
         ))
         .listen(listener)?
-        .shutdown_timeout(settings.shutdown_timeout_secs);
-        if settings.workers > 0 {
-            server = server.workers(settings.workers);
+        .shutdown_timeout(settings.server.shutdown_timeout.as_secs());
+        if let Some(workers) = settings.server.workers {
+            server = server.workers(workers.get());
         }
         let server = server.run();
-        tracing::info!(listen.port = port, store = ?settings.backend(), "version-app listening");
+        tracing::info!(listen.port = port, store = ?settings.store.backend(), "version-app listening");
         Ok(Application {
             port,
             server,
@@ -198,7 +193,7 @@ impl Application {
         // what the requests recorded, even if serving failed.
         state
             .jobs
-            .shutdown(Duration::from_secs(state.settings.shutdown_timeout_secs))
+            .shutdown(state.settings.server.shutdown_timeout)
             .await;
         served?;
         drop(state);

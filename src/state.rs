@@ -58,21 +58,21 @@ pub struct CheckState {
 impl CheckState {
     /// Resolves the settings; renders the process-wide badges if nobody has yet (blocking).
     pub fn new(settings: &Settings) -> CheckState {
-        let cache_control = if settings.check_cache_max_age_secs == 0 {
+        let cache_control = if settings.check.cache_max_age.is_zero() {
             HeaderValue::from_static("no-cache")
         } else {
             // `private`: a shared cache (CDN, proxy) answering for us would swallow the
             // checks we exist to count; the browser may still keep the badge a while.
             HeaderValue::try_from(format!(
                 "private, max-age={}",
-                settings.check_cache_max_age_secs
+                settings.check.cache_max_age.as_secs()
             ))
             .expect("digits are a valid header value")
         };
         CheckState {
             badges: BadgeCache::global(),
             cache_control,
-            max_query_bytes: settings.check_max_query_bytes,
+            max_query_bytes: settings.check.max_query_bytes,
         }
     }
 }

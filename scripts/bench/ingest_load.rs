@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Binary, Text};
-use version_app::config::{Backend, Settings};
+use version_app::config::{Backend, StoreSettings};
 use version_app::db::Db;
 use version_app::domain::payload::{parse_payload, PayloadLimits};
 use version_app::with_conn;
@@ -124,10 +124,10 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn store(database_url: &str, pool: u32) -> Db {
-    let settings = Settings {
-        database_url: database_url.to_owned(),
-        database_pool_size: pool,
-        ..Settings::default()
+    let settings = StoreSettings {
+        url: database_url.into(),
+        pool_size: std::num::NonZeroU32::new(pool).expect("a pool of at least one"),
+        ..StoreSettings::default()
     };
     Db::connect(&settings).expect("store reachable")
 }

@@ -78,7 +78,7 @@ impl ErasePage {
             csrf: user.csrf_token.clone(),
             kind: "hostname".into(),
             value: String::new(),
-            key_missing: state.settings.erasure_key.is_none(),
+            key_missing: state.settings.privacy.erasure_key.is_none(),
             error: None,
             preview: None,
             done: None,
@@ -181,7 +181,7 @@ pub(crate) async fn submit(
         Err(message) => return Ok(page.refuse(StatusCode::UNPROCESSABLE_ENTITY, message)),
     };
     let label = format!("{} {}", page.kind, page.value);
-    let Some(key) = state.settings.erasure_key.clone() else {
+    let Some(key) = state.settings.privacy.erasure_key.clone() else {
         let message = "Nothing can be erased: the `erasure_key` setting is not set.".into();
         return Ok(page.refuse(StatusCode::CONFLICT, message));
     };

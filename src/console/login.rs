@@ -9,6 +9,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
 
+use crate::config::chrono_duration;
 use crate::console::auth::{current_session, ConsoleError};
 use crate::console::layout::{self, Shell};
 use crate::console::password;
@@ -181,7 +182,7 @@ pub async fn submit(
         return Ok(form_response(&req, &state, v));
     }
 
-    let client = client_ip(&req, state.settings.trust_forwarded_for);
+    let client = client_ip(&req, state.settings.server.trust_forwarded_for);
     let attempt = match state.console.throttle.begin(client, &username) {
         Ok(attempt) => attempt,
         Err(wait) => {
@@ -245,7 +246,7 @@ pub async fn submit(
             let cookie = session::cookie(
                 SESSION_COOKIE,
                 session_id,
-                state.settings.console_session_max_secs as i64,
+                chrono_duration(state.settings.console.session_max).num_seconds(),
                 &req,
                 &state.settings,
             );

@@ -30,7 +30,6 @@ pub mod throttle;
 
 use actix_web::web;
 use prometheus::{IntCounter, IntCounterVec, Opts};
-use std::time::Duration;
 
 use crate::config::Settings;
 use crate::metrics::Metrics;
@@ -73,8 +72,8 @@ impl ConsoleState {
             .expect("metric names are unique");
         ConsoleState {
             throttle: throttle::LoginThrottle::new(
-                settings.console_login_max_failures,
-                Duration::from_secs(settings.console_login_lockout_secs),
+                settings.console.login_max_failures.get(),
+                settings.console.login_lockout,
             ),
             logins,
             lockouts,

@@ -9,7 +9,7 @@ use chrono::{NaiveDateTime, Utc};
 use rand::RngCore;
 
 use crate::auth::hash_token;
-use crate::config::Settings;
+use crate::config::{chrono_duration, Settings};
 use crate::console::role::Role;
 use crate::db::models::console as store;
 use crate::db::{AnyConnection, DbError};
@@ -30,8 +30,8 @@ pub fn random_token() -> String {
 /// spoke https (`X-Forwarded-Proto`, read only with `trust_forwarded_for`, since anyone can
 /// send the header).
 pub fn wants_secure(req: &HttpRequest, settings: &Settings) -> bool {
-    settings.console_cookie_secure
-        || (settings.trust_forwarded_for
+    settings.console.cookie_secure
+        || (settings.server.trust_forwarded_for
             && req
                 .headers()
                 .get("x-forwarded-proto")
@@ -105,7 +105,7 @@ pub fn resolve(
         return Ok(Lookup::Absent);
     };
     let now = Utc::now().naive_utc();
-    let idle = chrono::Duration::seconds(settings.console_session_idle_secs as i64);
+    let idle = chrono_duration(settings.console.session_idle);
     if row.expires_at <= now || row.last_seen + idle <= now || row.disabled {
         store::delete_session(conn, row.id)?;
         return Ok(Lookup::Expired);
@@ -137,8 +137,8 @@ pub fn start(
     let id = random_token();
     let csrf = random_token();
     let now: NaiveDateTime = Utc::now().naive_utc();
-    let expires = now + chrono::Duration::seconds(settings.console_session_max_secs as i64);
-    let idle_before = now - chrono::Duration::seconds(settings.console_session_idle_secs as i64);
+    let expires = now + chrono_duration(settings.console.session_max);
+    let idle_before = now - chrono_duration(settings.console.session_idle);
     store::create_session(
         conn,
         user_id,

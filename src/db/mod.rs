@@ -22,9 +22,9 @@ use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnectio
 use diesel::{PgConnection, SqliteConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use std::path::Path;
-use std::time::Duration;
 
-use crate::config::{Backend, Settings};
+use crate::config::{Backend, StoreSettings};
+use secrecy::ExposeSecret;
 
 /// SQLite migrations, embedded at build time.
 pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
@@ -251,13 +251,14 @@ impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragma
 
 impl Db {
     /// Opens a pool on the configured store (creating the SQLite file and its folder).
-    pub fn connect(settings: &Settings) -> Result<Db, DbError> {
-        let timeout = Duration::from_secs(settings.database_timeout_secs);
+    pub fn connect(settings: &StoreSettings) -> Result<Db, DbError> {
+        let timeout = settings.timeout;
         let backend = settings.backend();
+        let url = settings.url.expose_secret();
         let mut store_guard = guard::StoreGuard::default();
         let pools = match backend {
             Backend::Sqlite => {
-                let path = sqlite_path(&settings.database_url);
+                let path = sqlite_path(url);
                 if let Some(parent) = Path::new(&path).parent() {
                     if !parent.as_os_str().is_empty() {
                         std::fs::create_dir_all(parent).map_err(|source| DbError::CreateDir {
@@ -269,7 +270,7 @@ impl Db {
                 set_wal_once(&path)?;
                 store_guard = guard::StoreGuard::for_file(&path);
                 let pool = Pool::builder()
-                    .max_size(settings.database_pool_size)
+                    .max_size(settings.pool_size.get())
                     .connection_timeout(timeout)
                     .connection_customizer(Box::new(SqlitePragmas))
                     .build(ConnectionManager::<SqliteConnection>::new(path))?;
@@ -279,12 +280,10 @@ impl Db {
                 // build_unchecked: the app must start (and answer checks) while PostgreSQL
                 // is still coming up; readiness reports the store's state instead.
                 let pool = Pool::builder()
-                    .max_size(settings.database_pool_size)
+                    .max_size(settings.pool_size.get())
                     .min_idle(Some(1))
                     .connection_timeout(timeout)
-                    .build_unchecked(ConnectionManager::<PgConnection>::new(
-                        &settings.database_url,
-                    ));
+                    .build_unchecked(ConnectionManager::<PgConnection>::new(url));
                 Pools::Postgres(pool)
             }
         };
@@ -292,7 +291,7 @@ impl Db {
             pools: std::sync::Arc::new(pools),
             backend,
             guard: std::sync::Arc::new(store_guard),
-            url: settings.database_url.as_str().into(),
+            url: url.into(),
         })
     }
 

@@ -144,11 +144,12 @@ impl Ingest {
         let keys = Arc::new(KeyDictionary::default());
         // Every queued job holds an admission permit, so the queue never holds more than
         // `ingest_max_concurrent`; the writers share the one receiver (multi-consumer).
-        let (queue, receiver) = crossbeam_channel::bounded(settings.ingest_max_concurrent.max(1));
-        let writers = match (settings.ingest_writers, db.backend()) {
-            (0, Backend::Sqlite) => 1, // SQLite has one writer at a time anyway
-            (0, Backend::Postgres) => 2,
-            (n, _) => n,
+        let ingest = &settings.ingest;
+        let (queue, receiver) = crossbeam_channel::bounded(ingest.max_concurrent.get());
+        let writers = match (ingest.writers, db.backend()) {
+            (None, Backend::Sqlite) => 1, // SQLite has one writer at a time anyway
+            (None, Backend::Postgres) => 2,
+            (Some(n), _) => n.get(),
         };
         for n in 0..writers {
             let writer = Writer {
@@ -157,7 +158,7 @@ impl Ingest {
                 keys: keys.clone(),
                 mapping: mapping.clone(),
                 leaders: leaders.clone(),
-                batch_max: settings.ingest_batch_max.max(1),
+                batch_max: ingest.batch_max.get(),
                 releases: releases.clone(),
                 metrics: metrics.clone(),
             };
@@ -166,11 +167,11 @@ impl Ingest {
             });
         }
         Ingest {
-            admission: Arc::new(Semaphore::new(settings.ingest_max_concurrent)),
-            admission_wait: Duration::from_millis(settings.ingest_admission_wait_ms),
+            admission: Arc::new(Semaphore::new(ingest.max_concurrent.get())),
+            admission_wait: ingest.admission_wait,
             queue,
             limits: PayloadLimits {
-                max_depth: settings.ingest_max_json_depth,
+                max_depth: ingest.max_json_depth,
                 ..PayloadLimits::default()
             },
             mapping,
@@ -222,7 +223,7 @@ impl Ingest {
         let (mapping, leaders) = (self.mapping.clone(), self.leaders.clone());
         jobs.every(
             "devops_leaders",
-            Duration::from_secs(settings.devops_leaders_refresh_secs),
+            settings.ingest.devops_leaders_refresh,
             RunScope::EveryProcess,
             move |ctx| Ok(refresh_leaders(ctx.db, &mapping, &leaders)?),
         );

@@ -121,7 +121,7 @@ pub fn with_job_lock<T>(db: &Db, work: impl FnOnce(&Db) -> anyhow::Result<T>) ->
 pub fn register_job(jobs: &crate::jobs::Jobs, settings: &crate::config::Settings) {
     jobs.every(
         JOB_NAME,
-        std::time::Duration::from_secs(settings.insights_refresh_secs),
+        settings.insights.refresh_interval,
         crate::jobs::RunScope::OnceAcrossProcesses,
         |ctx| {
             refresh_until(ctx.db, &|| ctx.cancel.is_cancelled())?;

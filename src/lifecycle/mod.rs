@@ -38,7 +38,7 @@ impl EraseArgs {
 
 /// The key of erasure entries, or why there is none.
 pub fn erasure_key(settings: &Settings) -> anyhow::Result<&SecretKey> {
-    settings.erasure_key.as_ref().ok_or_else(|| {
+    settings.privacy.erasure_key.as_ref().ok_or_else(|| {
         anyhow::anyhow!(
             "erase needs the `erasure_key` setting (VERSION_APP_ERASURE_KEY, at least {} bytes): \
              the erasure entry keeps only an HMAC of the hostname or uuid under that key, so \

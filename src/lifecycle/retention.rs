@@ -5,9 +5,10 @@
 use chrono::{Duration, NaiveDateTime};
 use prometheus::{IntCounterVec, Opts, Registry};
 
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use crate::config::Settings;
+use crate::config::{chrono_duration, Settings};
 use crate::db::models::retention as sql;
 use crate::db::{Db, DbError};
 use crate::jobs::{Jobs, RunScope};
@@ -20,7 +21,7 @@ pub const JOB_NAME: &str = "retention";
 /// between batches at shutdown, counting what it removed in `/metrics`.
 pub fn register_job(jobs: &Jobs, metrics: &Metrics, settings: Arc<Settings>) {
     let counters = RetentionMetrics::register(metrics.registry());
-    let every = std::time::Duration::from_secs(settings.retention_interval_secs);
+    let every = settings.retention.interval;
     jobs.every(JOB_NAME, every, RunScope::OnceAcrossProcesses, move |ctx| {
         let now = chrono::Utc::now().naive_utc();
         let cancelled = || ctx.cancel.is_cancelled();
@@ -87,50 +88,47 @@ pub fn run_pass(
     cancelled: &dyn Fn() -> bool,
     metrics: Option<&RetentionMetrics>,
 ) -> Result<RetentionReport, DbError> {
-    let batch = i64::from(settings.retention_batch_size);
-    let days = |n: u32| now - Duration::days(i64::from(n));
+    let retention = &settings.retention;
+    let batch = i64::from(retention.batch_size.get());
+    let days = |n: NonZeroU32| now - Duration::days(i64::from(n.get()));
     let roll_up: BatchFn =
         |conn, before, batch| sql::roll_up_daily_checks(conn, before.date(), batch);
     // (kind, cutoff or None to keep, rows per batch, one batch)
-    let idle = Duration::seconds(
-        i64::try_from(settings.console_session_idle_secs).unwrap_or(i64::MAX / 4),
-    );
+    let idle = chrono_duration(settings.console.session_idle);
     let plan: [(&'static str, Option<NaiveDateTime>, i64, BatchFn); 7] = [
         (
             KINDS[0],
-            Some(days(settings.version_check_daily_retention_days)),
+            Some(days(retention.version_check_daily_days)),
             batch,
             roll_up,
         ),
         (
             KINDS[1],
-            Some(days(settings.host_retention_days)),
+            Some(days(retention.host_days)),
             batch,
             sql::delete_hosts_not_seen_since,
         ),
         (
             KINDS[2],
-            Some(days(settings.usage_ping_error_retention_days)),
+            Some(days(retention.usage_ping_error_days)),
             batch,
             sql::delete_errors_received_before,
         ),
         (
             KINDS[3],
-            Some(days(settings.usage_ping_metadata_retention_days)),
+            Some(days(retention.usage_ping_metadata_days)),
             batch,
             sql::delete_metadata_received_before,
         ),
         (
             KINDS[4],
-            (settings.raw_payload_retention_days > 0)
-                .then(|| days(settings.raw_payload_retention_days)),
+            retention.raw_payload_days.map(days),
             batch,
             sql::delete_raw_received_before,
         ),
         (
             KINDS[5],
-            (settings.submission_retention_days > 0)
-                .then(|| days(settings.submission_retention_days)),
+            retention.submission_days.map(days),
             // ~4,200 metric rows go with each submission.
             (batch / 100).max(1),
             sql::delete_submissions_received_before,

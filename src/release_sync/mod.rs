@@ -15,7 +15,6 @@ pub mod fetch;
 mod metrics;
 
 use std::sync::Arc;
-use std::time::Duration;
 use url::Url;
 
 use crate::config::Settings;
@@ -119,18 +118,19 @@ pub struct SyncOptions {
 impl SyncOptions {
     /// From the settings, with `url` instead of `release_sync_url` when given.
     pub fn from_settings(settings: &Settings, url: Option<&str>) -> Result<SyncOptions, String> {
+        let sync = &settings.release_sync;
         let raw = url
-            .or(settings.release_sync_url.as_deref())
+            .or(sync.url.as_deref())
             .ok_or_else(|| "no upstream: give --from URL or set release_sync_url".to_string())?;
         Ok(SyncOptions {
             url: upstream_url(raw)?,
             caps: Caps {
-                timeout: Duration::from_secs(settings.release_sync_timeout_secs),
-                max_page_bytes: settings.release_sync_max_page_bytes,
-                max_pages: settings.release_sync_max_pages,
-                max_versions: settings.release_sync_max_versions,
+                timeout: sync.timeout,
+                max_page_bytes: sync.max_page_bytes.get(),
+                max_pages: sync.max_pages.get(),
+                max_versions: sync.max_versions.get(),
             },
-            allow_downgrade: settings.release_sync_allow_downgrade,
+            allow_downgrade: sync.allow_downgrade,
         })
     }
 }
@@ -234,7 +234,7 @@ pub fn apply(conn: &mut AnyConnection, planned: &Planned) -> Result<Vec<ChangeRo
 /// every `release_sync_interval_secs`. After a sync that changed something, this process's
 /// release snapshot is reloaded at once (others notice within `release_refresh_secs`).
 pub fn register_job(jobs: &Jobs, metrics: &Metrics, settings: &Arc<Settings>, releases: Releases) {
-    if settings.release_sync_url.is_none() {
+    if settings.release_sync.url.is_none() {
         return;
     }
     // Settings read by `Settings::load` are validated; ones built in code may not be.
@@ -249,7 +249,7 @@ pub fn register_job(jobs: &Jobs, metrics: &Metrics, settings: &Arc<Settings>, re
     tracing::info!(release_sync.url = %options.url, "release sync enabled");
     jobs.every(
         JOB_NAME,
-        Duration::from_secs(settings.release_sync_interval_secs),
+        settings.release_sync.interval,
         RunScope::OnceAcrossProcesses,
         move |ctx| {
             let cancelled = || ctx.cancel.is_cancelled();

@@ -146,12 +146,15 @@ impl BodyGuard {
                 .register(collector)
                 .expect("metric names are unique");
         }
-        let budget_bytes = settings.ingest_max_body_bytes_in_flight.max(1);
+        let budget_bytes = settings.ingest.max_body_bytes_in_flight.max(1);
         BodyGuard {
             limits: BodyLimits {
-                idle: Duration::from_millis(settings.request_body_idle_timeout_ms.max(1)),
-                total: Duration::from_secs(settings.request_body_timeout_secs.max(1)),
-                min_bytes_per_sec: settings.request_body_min_bytes_per_sec,
+                idle: settings
+                    .http
+                    .body_idle_timeout
+                    .max(Duration::from_millis(1)),
+                total: settings.http.body_timeout.max(Duration::from_secs(1)),
+                min_bytes_per_sec: settings.http.body_min_bytes_per_sec,
             },
             budget: Arc::new(Semaphore::new(budget_bytes.min(Semaphore::MAX_PERMITS))),
             budget_bytes,

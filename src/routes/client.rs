@@ -11,7 +11,7 @@ use crate::state::AppState;
 /// The client's country, when a GeoIP database is configured and knows the address.
 pub fn client_country(req: &HttpRequest, state: &AppState) -> Option<CountryCode> {
     let geoip = state.geoip.as_ref()?;
-    geoip.country(client_ip(req, state.settings.trust_forwarded_for)?)
+    geoip.country(client_ip(req, state.settings.server.trust_forwarded_for)?)
 }
 
 /// The client's address: the connection's peer, or, when the operator says a proxy in front

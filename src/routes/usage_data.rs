@@ -134,7 +134,7 @@ async fn receive_json(
     reason: &mut Option<&'static str>,
 ) -> Result<HttpResponse, ApiError> {
     let settings = &state.settings;
-    let limit = settings.ingest_max_body_bytes;
+    let limit = settings.ingest.max_body_bytes;
     if declared_length(&req).is_some_and(|len| len > limit) {
         return Err(too_large(limit));
     }
@@ -166,7 +166,7 @@ async fn receive_json(
         .admit()
         .await
         .inspect_err(|_| *reason = Some("saturated"))?;
-    let max_decompressed = settings.ingest_max_decompressed_bytes;
+    let max_decompressed = settings.ingest.max_decompressed_bytes;
     let limits = state.ingest.limits;
     let body_len = bytes.len();
     let decoded = web::block(move || decode_payload(bytes, gzip, max_decompressed, &limits))
@@ -272,7 +272,7 @@ fn html(status: StatusCode, page: Result<String, askama::Error>) -> HttpResponse
 }
 
 fn max_mb(state: &AppState) -> String {
-    let mb = state.settings.ingest_max_body_bytes as f64 / (1024.0 * 1024.0);
+    let mb = state.settings.ingest.max_body_bytes as f64 / (1024.0 * 1024.0);
     format!("{mb:.0}")
 }
 
@@ -327,7 +327,7 @@ async fn upload(
     state: web::Data<AppState>,
     reason: &mut Option<&'static str>,
 ) -> HttpResponse {
-    let limit = state.settings.ingest_max_body_bytes;
+    let limit = state.settings.ingest.max_body_bytes;
     let too_large = format!("The file is too large: the limit is {} MB.", max_mb(&state));
     // The multipart envelope adds a few hundred bytes around the file.
     if declared_length(&req).is_some_and(|len| len > limit + 64 * 1024) {
@@ -411,7 +411,7 @@ async fn upload(
         }
     };
     let limits = state.ingest.limits;
-    let max_decompressed = state.settings.ingest_max_decompressed_bytes;
+    let max_decompressed = state.settings.ingest.max_decompressed_bytes;
     let body_len = bytes.len();
     let decoded = web::block(move || decode_payload(bytes, false, max_decompressed, &limits)).await;
     let (parsed, raw) = match decoded {

@@ -17,7 +17,7 @@ use crate::helpers::{TestApp, TestDb};
 
 /// Flushes quickly enough for tests to wait on.
 fn fast_flush(settings: &mut Settings) {
-    settings.check_flush_interval_ms = 100;
+    settings.check.flush_interval = std::time::Duration::from_millis(100);
 }
 
 /// One row of `version_checks`.
@@ -237,7 +237,7 @@ async fn country_comes_from_geoip_and_nothing_else_is_kept() {
     );
     let app = TestApp::spawn_with(|s| {
         fast_flush(s);
-        s.geoip_path = Some(fixture.into());
+        s.geoip.path = Some(fixture.into());
     })
     .await;
     let svg = check_path("check.svg", "19.0.3");
@@ -259,8 +259,8 @@ async fn country_comes_from_geoip_and_nothing_else_is_kept() {
 
     let behind_proxy = TestApp::spawn_with(|s| {
         fast_flush(s);
-        s.geoip_path = Some(fixture.into());
-        s.trust_forwarded_for = true;
+        s.geoip.path = Some(fixture.into());
+        s.server.trust_forwarded_for = true;
     })
     .await;
     for forwarded in [
@@ -291,7 +291,7 @@ async fn a_corrupt_geoip_file_does_not_break_checks() {
     );
     let app = TestApp::spawn_with(|s| {
         fast_flush(s);
-        s.geoip_path = Some(corrupt.into());
+        s.geoip.path = Some(corrupt.into());
     })
     .await;
     let r = app.get(&check_path("check.svg", "19.0.3")).await;
@@ -304,7 +304,10 @@ async fn a_corrupt_geoip_file_does_not_break_checks() {
 #[tokio::test]
 async fn stopping_flushes_what_was_recorded() {
     // An interval far beyond the test: only the shutdown flush can write these.
-    let app = TestApp::spawn_with(|s| s.check_flush_interval_ms = 3_600_000).await;
+    let app = TestApp::spawn_with(|s| {
+        s.check.flush_interval = std::time::Duration::from_millis(3_600_000);
+    })
+    .await;
     let settings = app.settings.clone();
     for _ in 0..7 {
         check_with_referer(
@@ -315,7 +318,7 @@ async fn stopping_flushes_what_was_recorded() {
         .await;
     }
     app.get(&check_path("check.json", "18.5.0")).await;
-    let db = Db::connect(&settings).unwrap();
+    let db = Db::connect(&settings.store).unwrap();
     assert_eq!(total(&db), 0, "nothing flushed before the shutdown");
     let test_db = app.stop().await;
     assert_eq!(total(&db), 8);
@@ -385,7 +388,7 @@ async fn two_processes_on_one_store_add_up() {
     second_running.await.unwrap().unwrap();
     let settings = first.settings.clone();
     let test_db: TestDb = first.stop().await;
-    let db = Db::connect(&settings).unwrap();
+    let db = Db::connect(&settings.store).unwrap();
     assert_eq!(total(&db), 110);
     drop(test_db);
 }
@@ -547,7 +550,7 @@ async fn metric(app: &TestApp, name: &str) -> u64 {
 async fn a_failing_store_loses_only_what_the_bound_drops_and_counts_it() {
     let app = TestApp::spawn_with(|s| {
         fast_flush(s);
-        s.check_buffer_max_keys = 3;
+        s.check.buffer_max_keys = std::num::NonZeroUsize::new(3).unwrap();
     })
     .await;
     let db = app.store();

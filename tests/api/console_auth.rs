@@ -248,9 +248,9 @@ async fn idle_and_absolute_expiry_send_the_browser_back_to_login_with_a_message(
     for idle in [true, false] {
         let app = TestApp::spawn_with(|s| {
             if idle {
-                s.console_session_idle_secs = 1;
+                s.console.session_idle = std::time::Duration::from_secs(1);
             } else {
-                s.console_session_max_secs = 1;
+                s.console.session_max = std::time::Duration::from_secs(1);
             }
         })
         .await;
@@ -278,7 +278,8 @@ async fn idle_and_absolute_expiry_send_the_browser_back_to_login_with_a_message(
 
 #[tokio::test]
 async fn an_active_session_outlives_the_idle_timeout_while_it_is_used() {
-    let app = TestApp::spawn_with(|s| s.console_session_idle_secs = 2).await;
+    let app =
+        TestApp::spawn_with(|s| s.console.session_idle = std::time::Duration::from_secs(2)).await;
     let session = login_as(&app, "erin", Role::Analyst).await;
     for _ in 0..4 {
         tokio::time::sleep(Duration::from_millis(700)).await;
@@ -289,8 +290,8 @@ async fn an_active_session_outlives_the_idle_timeout_while_it_is_used() {
 #[tokio::test]
 async fn repeated_failures_lock_the_client_out_and_are_counted_in_metrics() {
     let app = TestApp::spawn_with(|s| {
-        s.console_login_max_failures = 3;
-        s.console_login_lockout_secs = 600;
+        s.console.login_max_failures = std::num::NonZeroU32::new(3).unwrap();
+        s.console.login_lockout = std::time::Duration::from_secs(600);
     })
     .await;
     add_user(&app, "frank", Role::Analyst);
@@ -329,8 +330,8 @@ async fn repeated_failures_lock_the_client_out_and_are_counted_in_metrics() {
 #[tokio::test]
 async fn the_lockout_ends_after_its_time() {
     let app = TestApp::spawn_with(|s| {
-        s.console_login_max_failures = 2;
-        s.console_login_lockout_secs = 1;
+        s.console.login_max_failures = std::num::NonZeroU32::new(2).unwrap();
+        s.console.login_lockout = std::time::Duration::from_secs(1);
     })
     .await;
     add_user(&app, "gina", Role::Analyst);
@@ -347,7 +348,7 @@ async fn the_lockout_ends_after_its_time() {
 
 #[tokio::test]
 async fn cookies_are_secure_when_configured_or_when_a_trusted_proxy_says_https() {
-    let secure = TestApp::spawn_with(|s| s.console_cookie_secure = true).await;
+    let secure = TestApp::spawn_with(|s| s.console.cookie_secure = true).await;
     add_user(&secure, "hal", Role::Analyst);
     let response = post_login(&secure, "hal", PASSWORD).await;
     assert!(set_cookie(&response, "va_session")
@@ -355,7 +356,7 @@ async fn cookies_are_secure_when_configured_or_when_a_trusted_proxy_says_https()
         .contains("Secure"));
 
     for trust in [true, false] {
-        let app = TestApp::spawn_with(|s| s.trust_forwarded_for = trust).await;
+        let app = TestApp::spawn_with(|s| s.server.trust_forwarded_for = trust).await;
         let response = app
             .client
             .get(app.url("/login"))
@@ -477,8 +478,8 @@ async fn the_user_verbs_add_list_change_and_remove_accounts() {
     assert!(!listed.contains("argon2"), "hashes are never listed");
     assert!(!listed.contains("shorty"));
     {
-        let store_db = version_app::db::Db::connect(&version_app::config::Settings {
-            database_url: db.url.clone(),
+        let store_db = version_app::db::Db::connect(&version_app::config::StoreSettings {
+            url: db.url.clone().into(),
             ..Default::default()
         })
         .unwrap();

@@ -95,8 +95,8 @@ async fn only_administrators_reach_the_erase_page() {
 #[tokio::test]
 async fn an_administrator_previews_then_erases_one_installation() {
     let mut app = TestApp::spawn_with(|s| {
-        s.check_flush_interval_ms = 100;
-        s.erasure_key = Some(SecretKey::new(ERASURE_KEY));
+        s.check.flush_interval = std::time::Duration::from_millis(100);
+        s.privacy.erasure_key = Some(SecretKey::new(ERASURE_KEY));
     })
     .await;
     // Store queries run between requests here and can outlast the server's keep-alive

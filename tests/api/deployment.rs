@@ -67,7 +67,7 @@ fn compose_app_sets_only_known_settings_with_valid_values() {
     let settings = Settings::from_figment(figment.merge(("database_url", url)))
         .expect("compose settings are valid");
     assert!(
-        settings.listen.starts_with("0.0.0.0:"),
+        settings.server.listen.to_string().starts_with("0.0.0.0:"),
         "listens on all interfaces inside the container"
     );
 }

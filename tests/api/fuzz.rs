@@ -272,7 +272,9 @@ async fn send(app: &TestApp, case: &Case) -> Result<(), String> {
 /// Every route family, 5,000 mutated requests each, on the store under test.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn mutated_requests_never_get_a_5xx_a_non_image_or_a_bare_error() {
-    let app = TestApp::spawn_with(|s| s.ingest_admission_wait_ms = 30_000).await;
+    let app =
+        TestApp::spawn_with(|s| s.ingest.admission_wait = std::time::Duration::from_millis(30_000))
+            .await;
     let token = app.token(Scope::ReleasesWrite);
     let mut rng = StdRng::seed_from_u64(SEED);
     let error_seed = br#"{"error":{"time":"2026-01-08T21:54:39.000Z","uuid":"u","hostname":"h.example.com","version":"18.9.0","message":"boom","elapsed":0.5}}"#;

@@ -3,6 +3,7 @@
 use crate::check::check_path;
 use crate::helpers::TestApp;
 use crate::usage_data::minimal_with;
+use secrecy::ExposeSecret;
 use serde_json::json;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -10,10 +11,10 @@ use tokio::net::TcpStream;
 
 /// Short waits so the test runs in seconds; production defaults are longer.
 fn short_waits(s: &mut version_app::config::Settings) {
-    s.request_body_idle_timeout_ms = 1_500;
-    s.request_body_timeout_secs = 6;
-    s.http_client_request_timeout_ms = 1_500;
-    s.http_keep_alive_secs = 2;
+    s.http.body_idle_timeout = std::time::Duration::from_millis(1_500);
+    s.http.body_timeout = std::time::Duration::from_secs(6);
+    s.http.client_request_timeout = std::time::Duration::from_millis(1_500);
+    s.http.keep_alive = std::time::Duration::from_secs(2);
 }
 
 async fn connect(app: &TestApp) -> TcpStream {
@@ -194,8 +195,8 @@ async fn stalled_connections_neither_block_ingest_nor_checks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn admission_full_and_store_unavailable_are_told_apart() {
     let app = TestApp::spawn_with(|s| {
-        s.ingest_max_concurrent = 1;
-        s.ingest_admission_wait_ms = 0;
+        s.ingest.max_concurrent = std::num::NonZeroUsize::new(1).unwrap();
+        s.ingest.admission_wait = std::time::Duration::ZERO;
     })
     .await;
     let mut tasks = Vec::new();
@@ -250,7 +251,9 @@ async fn admission_full_and_store_unavailable_are_told_apart() {
     if !app.db.is_postgres() {
         let path = app
             .settings
-            .database_url
+            .store
+            .url
+            .expose_secret()
             .trim_start_matches("sqlite://")
             .to_string();
         for suffix in ["", "-wal", "-shm"] {
@@ -277,8 +280,8 @@ async fn admission_full_and_store_unavailable_are_told_apart() {
 async fn a_trickled_body_is_cut_off() {
     let app = TestApp::spawn_with(|s| {
         short_waits(s);
-        s.request_body_idle_timeout_ms = 1_000;
-        s.request_body_min_bytes_per_sec = 64;
+        s.http.body_idle_timeout = std::time::Duration::from_millis(1_000);
+        s.http.body_min_bytes_per_sec = 64;
     })
     .await;
     let host = app.address.trim_start_matches("http://").to_string();

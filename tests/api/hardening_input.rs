@@ -5,6 +5,7 @@
 use crate::helpers::TestApp;
 use crate::usage_data::{minimal_with, post_json};
 use diesel::prelude::*;
+use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 use version_app::auth::Scope;
 use version_app::db::schema::{metric_keys, usage_data, usage_data_metrics};
@@ -203,7 +204,7 @@ async fn csv_export_neutralises_formula_cells() {
     }));
     assert_eq!(post_json(&app, hostile).await.status(), 201);
     let output = crate::helpers::run_cli(
-        &app.settings.database_url,
+        app.settings.store.url.expose_secret(),
         &[
             "export",
             "--from",
@@ -241,7 +242,9 @@ async fn csv_export_neutralises_formula_cells() {
 #[tokio::test]
 async fn only_valid_dns_names_are_recorded_as_hosts() {
     use crate::check_recording::{check_rows, wait_for_total};
-    let app = TestApp::spawn_with(|s| s.check_flush_interval_ms = 100).await;
+    let app =
+        TestApp::spawn_with(|s| s.check.flush_interval = std::time::Duration::from_millis(100))
+            .await;
     let svg = crate::check::check_path("check.svg", "18.0.0");
     let label64 = format!("http://{}.example.com/", "a".repeat(64));
     let label63 = format!("http://{}.example.com/", "a".repeat(63));

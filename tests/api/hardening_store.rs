@@ -2,6 +2,7 @@
 
 use crate::helpers::TestApp;
 use crate::usage_data::{minimal_with, post_json};
+use secrecy::ExposeSecret;
 use serde_json::json;
 
 /// Defect 8: two servers on one SQLite file. Write transactions start as `BEGIN IMMEDIATE`,
@@ -11,8 +12,8 @@ use serde_json::json;
 async fn two_processes_on_one_sqlite_file_do_not_refuse_ingest() {
     // A long admission wait: this test is about the store's lock, not the admission queue.
     let first = TestApp::spawn_with(|s| {
-        s.check_flush_interval_ms = 20;
-        s.ingest_admission_wait_ms = 60_000;
+        s.check.flush_interval = std::time::Duration::from_millis(20);
+        s.ingest.admission_wait = std::time::Duration::from_millis(60_000);
     })
     .await;
     if first.db.is_postgres() {
@@ -20,12 +21,12 @@ async fn two_processes_on_one_sqlite_file_do_not_refuse_ingest() {
         first.stop().await;
         return;
     }
-    let url = first.settings.database_url.clone();
+    let url = first.settings.store.url.expose_secret().to_owned();
     let second = TestApp::spawn_with(|s| {
-        s.database_url = url;
-        s.check_flush_interval_ms = 20;
-        s.ingest_admission_wait_ms = 60_000;
-        s.seed_releases = false;
+        s.store.url = url.into();
+        s.check.flush_interval = std::time::Duration::from_millis(20);
+        s.ingest.admission_wait = std::time::Duration::from_millis(60_000);
+        s.releases.seed = false;
     })
     .await;
     let apps = [&first, &second];
@@ -84,10 +85,10 @@ async fn a_fresh_sqlite_file_is_switched_to_wal_once() {
     }
     for round in 0..5 {
         let dir = tempfile::tempdir().unwrap();
-        let settings = version_app::config::Settings {
-            database_url: format!("sqlite://{}", dir.path().join("fresh.db").display()),
-            database_pool_size: 8,
-            ..version_app::config::Settings::default()
+        let settings = version_app::config::StoreSettings {
+            url: format!("sqlite://{}", dir.path().join("fresh.db").display()).into(),
+            pool_size: std::num::NonZeroU32::new(8).unwrap(),
+            ..version_app::config::StoreSettings::default()
         };
         let store = version_app::db::Db::connect(&settings).expect("fresh store opens");
         let mut conns: Vec<_> = (0..8).map(|_| store.get().unwrap()).collect();
@@ -123,7 +124,9 @@ async fn a_deleted_store_file_is_refused_not_written_into() {
     assert_eq!(app.get("/-/ready").await.status(), 200);
     let path = app
         .settings
-        .database_url
+        .store
+        .url
+        .expose_secret()
         .trim_start_matches("sqlite://")
         .to_string();
     for suffix in ["", "-wal", "-shm"] {

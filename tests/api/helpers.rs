@@ -116,15 +116,14 @@ pub fn replace_db_name(url: &str, name: &str) -> String {
 
 /// Settings for a test: port 0, the given database, quick background intervals.
 pub fn test_settings(db: &TestDb) -> Settings {
-    Settings {
-        listen: "127.0.0.1:0".into(),
-        database_url: db.url.clone(),
-        database_pool_size: 4,
-        release_refresh_secs: 1,
-        shutdown_timeout_secs: 5,
-        workers: 2,
-        ..Settings::default()
-    }
+    let mut settings = Settings::default();
+    settings.server.listen = "127.0.0.1:0".parse().unwrap();
+    settings.store.url = db.url.clone().into();
+    settings.store.pool_size = std::num::NonZeroU32::new(4).unwrap();
+    settings.releases.refresh_interval = std::time::Duration::from_secs(1);
+    settings.server.shutdown_timeout = std::time::Duration::from_secs(5);
+    settings.server.workers = std::num::NonZeroUsize::new(2);
+    settings
 }
 
 /// A running server for one test.
@@ -236,7 +235,7 @@ impl TestApp {
 
     /// A store handle on the app's database (for arranging and asserting).
     pub fn store(&self) -> Db {
-        Db::connect(&self.settings).expect("store")
+        Db::connect(&self.settings.store).expect("store")
     }
 
     /// Issues an API token with a scope directly in the store.

@@ -129,7 +129,7 @@ async fn sigkill_during_ingest_loses_no_acknowledged_submission_and_half_stores_
     );
 
     // The store as the killed process left it.
-    let store = Db::connect(&test_settings(&db)).unwrap();
+    let store = Db::connect(&test_settings(&db).store).unwrap();
     let mut conn = store.get().unwrap();
     let rows: Vec<(i64, String, i64)> = version_app::with_conn!(&mut conn, |c| usage_data::table
         .select((usage_data::id, usage_data::uuid, usage_data::metrics_count))

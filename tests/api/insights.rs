@@ -11,6 +11,7 @@ use crate::insights_model::{
 };
 use crate::usage_data::{minimal_with, post_json};
 use chrono::{Duration, NaiveDate, NaiveDateTime, Utc};
+use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use version_app::auth::Scope;
@@ -477,7 +478,11 @@ async fn incremental_rollups_equal_a_rebuild() {
         ),
         expected_metric(&placed, true, |s| s.issues, false)
     );
-    let out = run_cli(&app.settings.database_url, &["insights", "rebuild"], &[]);
+    let out = run_cli(
+        app.settings.store.url.expose_secret(),
+        &["insights", "rebuild"],
+        &[],
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -655,7 +660,9 @@ fn latest_patches() -> BTreeMap<String, (u64, u64, u64)> {
 
 #[tokio::test]
 async fn backport_report_deduplicates_hosts_over_both_sources() {
-    let app = TestApp::spawn_with(|s| s.check_flush_interval_ms = 100).await;
+    let app =
+        TestApp::spawn_with(|s| s.check.flush_interval = std::time::Duration::from_millis(100))
+            .await;
     let token = app.token(Scope::InsightsRead);
     let two_days_ago = (Utc::now().naive_utc() - Duration::days(2))
         .format("%Y-%m-%d %H:%M:%S")

@@ -387,7 +387,9 @@ pub(crate) const RANGE: &str = "from=2025-12-01&to=2027-01-01";
 
 #[tokio::test]
 async fn activity_and_sources_follow_the_definitions() {
-    let app = TestApp::spawn_with(|s| s.check_flush_interval_ms = 100).await;
+    let app =
+        TestApp::spawn_with(|s| s.check.flush_interval = std::time::Duration::from_millis(100))
+            .await;
     let token = app.token(Scope::InsightsRead);
     arrange(&app).await;
     let pings = fleet();
@@ -524,7 +526,9 @@ fn released_lines(by: NaiveDate) -> BTreeSet<(u64, u64)> {
 
 #[tokio::test]
 async fn versions_penetration_behind_vulnerable_and_both_sources() {
-    let app = TestApp::spawn_with(|s| s.check_flush_interval_ms = 100).await;
+    let app =
+        TestApp::spawn_with(|s| s.check.flush_interval = std::time::Duration::from_millis(100))
+            .await;
     let token = app.token(Scope::InsightsRead);
     arrange(&app).await;
     let pings = fleet();

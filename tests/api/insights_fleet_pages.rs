@@ -118,7 +118,9 @@ async fn chromium_shows_the_fleet_views_with_charts_matching_the_api() {
     let Some(driver) = crate::usage_upload::start_driver() else {
         return;
     };
-    let app = TestApp::spawn_with(|s| s.check_flush_interval_ms = 100).await;
+    let app =
+        TestApp::spawn_with(|s| s.check.flush_interval = std::time::Duration::from_millis(100))
+            .await;
     let ids = arrange(&app).await;
     add_user(&app, "root", Role::Admin);
     let token = app.token(Scope::InsightsRead);

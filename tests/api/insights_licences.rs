@@ -26,7 +26,9 @@ fn tier(p: &Ping) -> &'static str {
 
 #[tokio::test]
 async fn licences_utilisation_and_lists() {
-    let app = TestApp::spawn_with(|s| s.check_flush_interval_ms = 100).await;
+    let app =
+        TestApp::spawn_with(|s| s.check.flush_interval = std::time::Duration::from_millis(100))
+            .await;
     let token = app.token(Scope::InsightsRead);
     arrange(&app).await;
     let pings = fleet();
@@ -155,7 +157,9 @@ async fn licences_utilisation_and_lists() {
 
 #[tokio::test]
 async fn raw_payloads_are_for_admins_only_and_escaped() {
-    let app = TestApp::spawn_with(|s| s.check_flush_interval_ms = 100).await;
+    let app =
+        TestApp::spawn_with(|s| s.check.flush_interval = std::time::Duration::from_millis(100))
+            .await;
     let ids = arrange(&app).await;
     let pings = fleet();
     let (i, _) = pings

@@ -8,6 +8,7 @@ use crate::helpers::{run_cli, TestApp};
 use crate::insights::{fleet, post_all, refresh, Sub, RANGE};
 use crate::insights_model::{counted, expected_metric, get_json, metric_rows, month_of};
 use chrono::{Duration, Months, NaiveDateTime, Utc};
+use secrecy::ExposeSecret;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use version_app::auth::Scope;
@@ -30,7 +31,7 @@ fn import(app: &TestApp, yaml: &str) -> std::process::Output {
     let file = dir.path().join("definitions.yml");
     std::fs::write(&file, yaml).unwrap();
     run_cli(
-        &app.settings.database_url,
+        app.settings.store.url.expose_secret(),
         &["metrics", "import", file.to_str().unwrap()],
         &[],
     )
@@ -237,7 +238,11 @@ async fn imported_time_frames_decide_the_series_and_a_bad_file_changes_nothing()
         &format!("/api/v1/insights/metrics/counts.issues?period=week&{RANGE}"),
     )
     .await;
-    let out = run_cli(&app.settings.database_url, &["insights", "rebuild"], &[]);
+    let out = run_cli(
+        app.settings.store.url.expose_secret(),
+        &["insights", "rebuild"],
+        &[],
+    );
     assert!(out.status.success());
     assert_eq!(
         before,

@@ -46,7 +46,9 @@ async fn arrange(app: &TestApp) {
 
 #[tokio::test]
 async fn pages_need_an_analyst_are_escaped_and_friendly_when_empty() {
-    let app = TestApp::spawn_with(|s| s.check_flush_interval_ms = 100).await;
+    let app =
+        TestApp::spawn_with(|s| s.check.flush_interval = std::time::Duration::from_millis(100))
+            .await;
     for page in PAGES {
         let response = app.get(page).await;
         assert_eq!(response.status(), 303, "{page} without a session");
@@ -155,7 +157,9 @@ async fn chromium_shows_every_insights_page_with_charts_matching_the_api() {
     let Some(driver) = crate::usage_upload::start_driver() else {
         return;
     };
-    let app = TestApp::spawn_with(|s| s.check_flush_interval_ms = 100).await;
+    let app =
+        TestApp::spawn_with(|s| s.check.flush_interval = std::time::Duration::from_millis(100))
+            .await;
     arrange(&app).await;
     add_user(&app, "ana", Role::Analyst);
     let token = app.token(Scope::InsightsRead);

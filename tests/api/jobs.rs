@@ -13,7 +13,7 @@ use crate::helpers::{test_settings, TestApp, TestDb};
 
 fn store(db: &TestDb) -> Db {
     let settings: Settings = test_settings(db);
-    Db::connect(&settings).expect("store")
+    Db::connect(&settings.store).expect("store")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -44,7 +44,7 @@ fn schema_columns(url: &str) -> BTreeSet<(String, String)> {
 #[test]
 fn privacy_page_lists_every_column_of_the_schema() {
     let db = TestDb::new();
-    let store = Db::connect(&test_settings(&db)).unwrap();
+    let store = Db::connect(&test_settings(&db).store).unwrap();
     store.migrate().unwrap();
     let documented = documented_columns();
     let actual = schema_columns(&db.url);
@@ -162,18 +162,18 @@ async fn a_full_dump_after_a_load_of_traffic_holds_no_client_address() {
     );
     // From 127.0.0.1, not trusting X-Forwarded-For.
     let app = TestApp::spawn_with(|s| {
-        s.check_flush_interval_ms = 100;
-        s.geoip_path = Some(geoip.into());
+        s.check.flush_interval = std::time::Duration::from_millis(100);
+        s.geoip.path = Some(geoip.into());
     })
     .await;
     traffic(&app.client, &app.address, "direct").await;
     let db = app.stop().await;
     // From ::1, trusting X-Forwarded-For (the forwarded address gives the country).
     let app = TestApp::spawn_on(db, |s| {
-        s.listen = "[::1]:0".into();
-        s.check_flush_interval_ms = 100;
-        s.geoip_path = Some(geoip.into());
-        s.trust_forwarded_for = true;
+        s.server.listen = "[::1]:0".parse().unwrap();
+        s.check.flush_interval = std::time::Duration::from_millis(100);
+        s.geoip.path = Some(geoip.into());
+        s.server.trust_forwarded_for = true;
     })
     .await;
     let base = format!("http://[::1]:{}", port_of(&app));

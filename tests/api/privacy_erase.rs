@@ -155,7 +155,9 @@ fn aggregates(url: &str) -> BTreeMap<String, String> {
 
 #[tokio::test]
 async fn erase_leaves_the_store_as_if_the_installation_never_sent_anything() {
-    let fast = |s: &mut version_app::config::Settings| s.check_flush_interval_ms = 100;
+    let fast = |s: &mut version_app::config::Settings| {
+        s.check.flush_interval = std::time::Duration::from_millis(100);
+    };
     let app = TestApp::spawn_with(fast).await;
     installation_traffic(&app, "y-uuid", "y-unique", "y.example.com", 10).await;
     let db = app.stop().await;
@@ -248,7 +250,9 @@ async fn erase_leaves_the_store_as_if_the_installation_never_sent_anything() {
 
 #[tokio::test]
 async fn erasing_an_unknown_installation_says_so_and_changes_nothing() {
-    let app = TestApp::spawn_with(|s| s.check_flush_interval_ms = 100).await;
+    let app =
+        TestApp::spawn_with(|s| s.check.flush_interval = std::time::Duration::from_millis(100))
+            .await;
     installation_traffic(&app, "y-uuid", "y-unique", "y.example.com", 10).await;
     let db = app.stop().await;
     let before = dump(&db.url);
@@ -269,7 +273,9 @@ async fn erasing_an_unknown_installation_says_so_and_changes_nothing() {
 
 #[tokio::test]
 async fn an_erasure_interrupted_half_way_leaves_everything() {
-    let app = TestApp::spawn_with(|s| s.check_flush_interval_ms = 100).await;
+    let app =
+        TestApp::spawn_with(|s| s.check.flush_interval = std::time::Duration::from_millis(100))
+            .await;
     installation_traffic(&app, "x-uuid", "x-unique", "x.example.com", 20).await;
     let db = app.stop().await;
     // The last statement of an erasure is the entry's insert: make it fail, after every

@@ -121,8 +121,8 @@ fn compare(clear: &Value, hidden: &Value, at: &str) -> usize {
 #[tokio::test]
 async fn pseudonymised_insights_hide_every_identifier_and_keep_everything_else() {
     let app = TestApp::spawn_with(|s| {
-        s.check_flush_interval_ms = 100;
-        s.pseudonymise_key = Some(SecretKey::new(KEY));
+        s.check.flush_interval = std::time::Duration::from_millis(100);
+        s.privacy.pseudonymise_key = Some(SecretKey::new(KEY));
     })
     .await;
     traffic(&app).await;

@@ -2,6 +2,7 @@
 
 use chrono::{Datelike, Duration, NaiveDate, Utc};
 use hmac::{Hmac, Mac};
+use secrecy::ExposeSecret;
 use serde_json::json;
 use sha2::Sha256;
 use std::collections::BTreeMap;
@@ -62,7 +63,7 @@ async fn pseudonymised_exports_hide_identifiers_and_keep_every_other_byte() {
         "Email": "jane@second.example.com"}, "license_md5": "0123abcd", "counts": {"issues": 3}}),
     );
     assert_eq!(post_json(&app, second.clone()).await.status(), 201);
-    let url = app.settings.database_url.clone();
+    let url = app.settings.store.url.expose_secret().to_owned();
 
     let refused = export(&url, "ndjson", None, true);
     assert!(!refused.status.success());
@@ -183,13 +184,13 @@ async fn retention_rolls_old_checks_into_months_and_removes_what_is_past_its_per
     // The server's own retention job (first run at start) must leave the arranged rows to
     // the `retention run` below: its periods are set out of reach.
     let app = TestApp::spawn_with(|s| {
-        s.version_check_daily_retention_days = 100_000;
-        s.host_retention_days = 100_000;
-        s.usage_ping_error_retention_days = 100_000;
-        s.usage_ping_metadata_retention_days = 100_000;
+        s.retention.version_check_daily_days = std::num::NonZeroU32::new(100_000).unwrap();
+        s.retention.host_days = std::num::NonZeroU32::new(100_000).unwrap();
+        s.retention.usage_ping_error_days = std::num::NonZeroU32::new(100_000).unwrap();
+        s.retention.usage_ping_metadata_days = std::num::NonZeroU32::new(100_000).unwrap();
     })
     .await;
-    let url = app.settings.database_url.clone();
+    let url = app.settings.store.url.expose_secret().to_owned();
     let today = Utc::now().date_naive();
     let old = today - Duration::days(450);
     // Old daily rows over two months and three hosts, plus recent ones.
@@ -392,7 +393,7 @@ async fn the_retention_job_runs_at_start_and_reports_in_metrics() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     let left = query_text(
-        &app.settings.database_url,
+        app.settings.store.url.expose_secret(),
         "SELECT COUNT(*) FROM usage_ping_errors",
     );
     assert_eq!(left.trim(), "0");

@@ -68,14 +68,14 @@ async fn analyst_reads_use_the_replica_and_fall_back_to_the_primary() {
     // so its lag is taken as 0). Its answers differ from the primary's, so we see where a
     // read went. The token is checked on the primary, as every non-analyst query is.
     let copy = TestDb::new();
-    version_app::db::Db::connect(&crate::helpers::test_settings(&copy))
+    version_app::db::Db::connect(&crate::helpers::test_settings(&copy).store)
         .unwrap()
         .migrate()
         .unwrap();
     let (primary_url, copy_url) = (primary.db.url.clone(), copy.url.clone());
     let with_replica = TestApp::spawn_on(copy, |s| {
-        s.database_url = primary_url.clone();
-        s.database_read_url = Some(copy_url);
+        s.store.url = primary_url.clone().into();
+        s.store.read_url = Some(copy_url.into());
     })
     .await;
     wait_for(&with_replica, "version_app_read_replica_usable", 1.0).await;
@@ -88,8 +88,8 @@ async fn analyst_reads_use_the_replica_and_fall_back_to_the_primary() {
 
     // An unreachable replica: reads fall back to the primary, and /metrics says so.
     let unreachable = TestApp::spawn_on(TestDb::new(), |s| {
-        s.database_url = primary_url.clone();
-        s.database_read_url = Some("postgres://postgres@127.0.0.1:1/none?sslmode=disable".into());
+        s.store.url = primary_url.clone().into();
+        s.store.read_url = Some("postgres://postgres@127.0.0.1:1/none?sslmode=disable".into());
     })
     .await;
     let text = wait_for(

@@ -532,7 +532,7 @@ async fn export_is_taken_back_by_import_unchanged() {
     assert!(stdout(&first).starts_with("version,released_on,security,advisory,details\n"));
 
     // Into an empty store, the file recreates the same table.
-    let other = TestApp::spawn_with(|s| s.seed_releases = false).await;
+    let other = TestApp::spawn_with(|s| s.releases.seed = false).await;
     let out = run_cli(
         &other.db.url,
         &["releases", "import", file.to_str().unwrap()],

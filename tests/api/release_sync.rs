@@ -126,8 +126,8 @@ async fn a_mirror_follows_its_upstream_and_its_verdicts_change() {
     let upstream = TestApp::spawn().await;
     let upstream_url = upstream.address.clone();
     let mirror = TestApp::spawn_with(|s| {
-        s.release_sync_url = Some(upstream_url.clone());
-        s.release_sync_interval_secs = 1;
+        s.release_sync.url = Some(upstream_url.clone());
+        s.release_sync.interval = std::time::Duration::from_secs(1);
     })
     .await;
     let token = upstream.token(Scope::ReleasesWrite);
@@ -275,7 +275,7 @@ async fn a_mirror_follows_its_upstream_and_its_verdicts_change() {
         "{}",
         stdout(&again)
     );
-    let copy = TestApp::spawn_on(fresh, |s| s.seed_releases = false).await;
+    let copy = TestApp::spawn_on(fresh, |s| s.releases.seed = false).await;
     assert_eq!(all_versions(&copy).await, upstream_all);
     assert_eq!(
         check(&copy, "19.1.1").await,

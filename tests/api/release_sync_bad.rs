@@ -413,8 +413,8 @@ async fn the_sync_job_counts_failures_stays_ready_and_retries() {
         }
     });
     let mirror = TestApp::spawn_with(|s| {
-        s.release_sync_url = Some(upstream.clone());
-        s.release_sync_interval_secs = 1;
+        s.release_sync.url = Some(upstream.clone());
+        s.release_sync.interval = std::time::Duration::from_secs(1);
     })
     .await;
     let deadline = Instant::now() + Duration::from_secs(30);

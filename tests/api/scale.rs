@@ -46,7 +46,7 @@ async fn a_node_older_than_the_schema_refuses_to_start_unless_allowed() {
     assert!(out.status.success(), "{out:?}");
 
     // Allowed: it starts and serves, and leaves the newer migration in place.
-    let app = TestApp::spawn_on(db, |s| s.allow_newer_schema = true).await;
+    let app = TestApp::spawn_on(db, |s| s.store.allow_newer_schema = true).await;
     assert_eq!(app.get("/-/ready").await.status(), 200);
     let versions = query_text(
         &app.db.url,

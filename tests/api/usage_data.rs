@@ -2,6 +2,7 @@
 
 use crate::helpers::{TestApp, TestDb};
 use diesel::prelude::*;
+use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 use std::io::Write;
 use version_app::db::models::usage_data_raw as raw_model;
@@ -223,8 +224,8 @@ async fn expect_error(app: &TestApp, request: reqwest::RequestBuilder, status: u
 #[tokio::test]
 async fn every_bad_input_gets_a_clear_json_error_and_stores_nothing() {
     let app = TestApp::spawn_with(|s| {
-        s.ingest_max_body_bytes = 512 * 1024;
-        s.ingest_max_decompressed_bytes = 1024 * 1024;
+        s.ingest.max_body_bytes = 512 * 1024;
+        s.ingest.max_decompressed_bytes = 1024 * 1024;
     })
     .await;
     let post = |body: Vec<u8>| {
@@ -372,7 +373,10 @@ async fn special_values_are_kept_as_data() {
 
 #[tokio::test]
 async fn devops_score_uses_the_earlier_submission_and_background_leaders() {
-    let app = TestApp::spawn_with(|s| s.devops_leaders_refresh_secs = 1).await;
+    let app = TestApp::spawn_with(|s| {
+        s.ingest.devops_leaders_refresh = std::time::Duration::from_secs(1);
+    })
+    .await;
     let uuid = "devops-instance";
     let first = minimal_with(json!({
         "uuid": uuid, "recorded_at": "2026-02-02T12:00:00Z", "active_user_count": 40,
@@ -395,8 +399,8 @@ async fn devops_score_uses_the_earlier_submission_and_background_leaders() {
 #[tokio::test]
 async fn store_unavailable_answers_503_with_retry_after_and_stores_nothing() {
     let db = TestDb::new();
-    let app = TestApp::spawn_on(db, |s| s.database_timeout_secs = 1).await;
-    let url = app.settings.database_url.clone();
+    let app = TestApp::spawn_on(db, |s| s.store.timeout = std::time::Duration::from_secs(1)).await;
+    let url = app.settings.store.url.expose_secret().to_owned();
     let blocker = block_store(&url);
     let response = post_json(&app, MINIMAL.to_vec()).await;
     assert_eq!(response.status(), 503);
@@ -460,8 +464,8 @@ async fn country_follows_the_trusted_proxy_setting_like_the_version_check() {
     );
     for (trust, expected) in [(false, "AQ"), (true, "FR")] {
         let app = TestApp::spawn_with(|s| {
-            s.geoip_path = Some(fixture.into());
-            s.trust_forwarded_for = trust;
+            s.geoip.path = Some(fixture.into());
+            s.server.trust_forwarded_for = trust;
         })
         .await;
         let response = app

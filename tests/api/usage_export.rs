@@ -2,6 +2,7 @@
 
 use crate::helpers::{run_cli, TestApp};
 use crate::usage_data::{minimal_with, post_json, FULL};
+use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
 #[tokio::test]
@@ -17,7 +18,7 @@ async fn export_streams_a_date_range_as_ndjson_and_csv() {
     let outside = minimal_with(json!({"uuid": "later", "recorded_at": "2026-03-01T00:00:00Z"}));
     assert_eq!(post_json(&app, outside).await.status(), 201);
 
-    let url = app.settings.database_url.clone();
+    let url = app.settings.store.url.expose_secret().to_owned();
     let output = run_cli(
         &url,
         &[
@@ -127,7 +128,7 @@ async fn payloads_are_stored_compressed_and_rows_from_before_compression_export_
             .unwrap();
     });
     let output = run_cli(
-        &app.settings.database_url.clone(),
+        app.settings.store.url.expose_secret(),
         &[
             "export",
             "--from",

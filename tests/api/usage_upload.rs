@@ -78,7 +78,7 @@ async fn an_upload_stores_what_an_automatic_post_stores_with_source_manual() {
 
 #[tokio::test]
 async fn bad_uploads_re_render_the_form_with_a_clear_message() {
-    let app = TestApp::spawn_with(|s| s.ingest_max_body_bytes = 64 * 1024).await;
+    let app = TestApp::spawn_with(|s| s.ingest.max_body_bytes = 64 * 1024).await;
     let cases: [(Vec<u8>, u16, &str); 5] = [
         (Vec::new(), 400, "The file is empty."),
         (b"hello, world".to_vec(), 400, "The file is not JSON"),

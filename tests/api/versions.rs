@@ -1,3 +1,4 @@
+use secrecy::ExposeSecret;
 use serde_json::Value;
 use version_app::auth::Scope;
 
@@ -66,7 +67,7 @@ async fn bad_paging_names_the_parameter() {
 
 #[tokio::test]
 async fn seeding_can_be_turned_off() {
-    let app = TestApp::spawn_with(|s| s.seed_releases = false).await;
+    let app = TestApp::spawn_with(|s| s.releases.seed = false).await;
     let response = app.get("/api/v1/versions").await;
     assert_eq!(response.headers()["x-total"], "0");
     assert_eq!(json(response).await, serde_json::json!([]));
@@ -98,7 +99,7 @@ async fn release_ci_adds_a_release_the_way_omnibus_does() {
 
 #[tokio::test]
 async fn form_post_without_trailing_slash_and_with_fields() {
-    let app = TestApp::spawn_with(|s| s.seed_releases = false).await;
+    let app = TestApp::spawn_with(|s| s.releases.seed = false).await;
     let token = app.token(Scope::ReleasesWrite);
     let response = app
         .post_release(
@@ -282,7 +283,7 @@ async fn security_change_errors_are_clear() {
 async fn changes_by_another_process_reach_the_snapshot() {
     let app = TestApp::spawn().await;
     let out = crate::helpers::run_cli(
-        &app.settings.database_url,
+        app.settings.store.url.expose_secret(),
         &["releases", "add", "98.0.0", "--released-on", "2030-01-01"],
         &[],
     );

@@ -29,14 +29,19 @@ pub(crate) fn requested(
 ) -> Result<Option<SecretKey>, ApiError> {
     match params.get(PARAM) {
         None | Some("false") => Ok(None),
-        Some("true") => settings.pseudonymise_key.clone().map(Some).ok_or_else(|| {
-            ApiError::BadRequest(
-                "`pseudonymise=true` needs the `pseudonymise_key` setting \
+        Some("true") => settings
+            .privacy
+            .pseudonymise_key
+            .clone()
+            .map(Some)
+            .ok_or_else(|| {
+                ApiError::BadRequest(
+                    "`pseudonymise=true` needs the `pseudonymise_key` setting \
                  (VERSION_APP_PSEUDONYMISE_KEY) on the server: pseudonyms are HMAC-SHA256 \
                  under that key, the same as `export --pseudonymise`, and it is not set"
-                    .into(),
-            )
-        }),
+                        .into(),
+                )
+            }),
         Some(other) => Err(ApiError::BadRequest(format!(
             "`{PARAM}` must be true or false, got `{}`",
             other.chars().take(40).collect::<String>()
