@@ -262,17 +262,20 @@ pub fn register_job(jobs: &Jobs, metrics: &Metrics, settings: &Arc<Settings>, re
                 })?;
                 let planned = plan_sync(&mut conn, &options, &fetched)?;
                 let written = apply(&mut conn, &planned)?;
-                if !written.is_empty() {
-                    releases.reload_blocking(&mut conn, true).map_err(|e| SyncError {
-                        reason: Reason::Store,
-                        message: format!("applied, but the snapshot did not reload: {e}"),
-                    })?;
-                }
-                Ok((planned, written))
+                Ok((planned, written, conn))
             });
             match outcome {
-                Ok((planned, written)) => {
+                Ok((planned, written, mut conn)) => {
+                    // Counted before the snapshot reloads: whoever sees the new verdicts
+                    // then also sees this run in /metrics (the reverse order was a race).
                     counters.succeeded(&planned, &written);
+                    if !written.is_empty() {
+                        if let Err(e) = releases.reload_blocking(&mut conn, true) {
+                            // Written and committed; the snapshot's own poll
+                            // (`release_refresh_secs`) picks the change up.
+                            tracing::warn!(error.cause = %crate::telemetry::Chain(&e), "release sync applied, but the snapshot did not reload now; its poll will");
+                        }
+                    }
                     let versions: std::collections::BTreeSet<&str> =
                         written.iter().map(|c| c.version.as_str()).collect();
                     tracing::info!(
