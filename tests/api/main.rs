@@ -26,6 +26,7 @@ mod insights_licences;
 mod insights_metrics;
 mod insights_model;
 mod insights_pages;
+mod insights_values;
 mod jobs;
 mod privacy;
 mod privacy_erase;
