@@ -5,10 +5,13 @@
 //! store's size; a rebuild folds every submission again and gets the same rows, because both
 //! are order-independent (a minimum and maximum; a count over the counted submissions).
 
+use std::collections::BTreeSet;
+
 use chrono::NaiveDate;
 
 use super::refresh::Keys;
-use crate::db::models::insights::{self as store, PeriodRow, SourceSubmission};
+use super::values::ValueCache;
+use crate::db::models::insights::{PeriodRow, SourceSubmission};
 use crate::db::models::insights_catalogue as q;
 use crate::db::{AnyConnection, DbError};
 
@@ -24,6 +27,7 @@ pub(crate) fn version_sort(major: i64, minor: i64, patch: i64) -> i64 {
 pub(super) fn note_versions(
     conn: &mut AnyConnection,
     keys: &Keys,
+    cache: &mut ValueCache,
     s: &SourceSubmission,
 ) -> Result<(), DbError> {
     let (Some(version), Some(major), Some(minor), Some(patch)) = (
@@ -35,9 +39,10 @@ pub(super) fn note_versions(
         return Ok(());
     };
     let sort = version_sort(major, minor, patch);
-    let carried: Vec<i64> = store::list_metric_values_of(conn, s.id, &keys.ids)?
-        .into_iter()
-        .map(|(k, _)| k)
+    let carried: Vec<i64> = cache
+        .values_of(conn, keys, s.id)?
+        .iter()
+        .map(|(k, _)| *k)
         .collect();
     let known: std::collections::HashMap<i64, q::CatalogueRow> =
         q::list_catalogue_of(conn, &carried)?
@@ -65,26 +70,30 @@ pub(super) fn note_versions(
 }
 
 /// The month's counted submission of an installation changes from `previous` to
-/// `submission_id`: its keys leave the month's counts and the new one's join them.
+/// `submission_id`: keys only the old one carried leave the month's counts, keys only the new
+/// one carries join them (keys both carry keep their count, so nothing is written for them).
 pub(super) fn count_month(
     conn: &mut AnyConnection,
     keys: &Keys,
+    cache: &mut ValueCache,
     month: NaiveDate,
     previous: Option<&PeriodRow>,
     submission_id: i64,
 ) -> Result<(), DbError> {
-    let key_ids = |conn: &mut AnyConnection, id: i64| -> Result<Vec<i64>, DbError> {
-        Ok(store::list_metric_values_of(conn, id, &keys.ids)?
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect())
+    let carried = cache.values_of(conn, keys, submission_id)?;
+    let carried: BTreeSet<i64> = carried.iter().map(|(k, _)| *k).collect();
+    let before: BTreeSet<i64> = match previous {
+        Some(previous) => cache
+            .values_of(conn, keys, previous.usage_data_id)?
+            .iter()
+            .map(|(k, _)| *k)
+            .collect(),
+        None => BTreeSet::new(),
     };
-    if let Some(previous) = previous {
-        let gone = key_ids(conn, previous.usage_data_id)?;
-        q::add_key_months(conn, month, &gone, -1)?;
-    }
-    let carried = key_ids(conn, submission_id)?;
-    q::add_key_months(conn, month, &carried, 1)
+    let gone: Vec<i64> = before.difference(&carried).copied().collect();
+    let joined: Vec<i64> = carried.difference(&before).copied().collect();
+    q::add_key_months(conn, month, &gone, -1)?;
+    q::add_key_months(conn, month, &joined, 1)
 }
 
 #[cfg(test)]

@@ -15,7 +15,9 @@ use crate::db::{AnyConnection, DbError};
 use crate::domain::insights::activity::{classify, previous_start, Activity};
 use crate::domain::insights::dimension::UNKNOWN_GROUP;
 use crate::domain::insights::installation::{is_excluded_by_default, normalize_hostname};
-use crate::domain::insights::versions_behind::minors_behind;
+use crate::domain::insights::versions_behind::{
+    days_behind, days_bucket, minors_behind, DAYS_BUCKETS,
+};
 use crate::domain::release::Release;
 use crate::domain::version::Version;
 
@@ -423,6 +425,65 @@ pub(crate) fn behind(
         .map(|((period, (unknown, n)), installations)| BehindRow {
             period,
             minors_behind: (!unknown).then_some(n),
+            installations,
+            complete: range.kind.is_complete(period, range.today),
+        })
+        .collect())
+}
+
+/// `versions/days_behind` rows.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub(crate) struct DaysBehindRow {
+    /// Period start.
+    pub(crate) period: NaiveDate,
+    /// The bucket of days from the release of the counted submission's exact version to the
+    /// submission's day (`0-29 days` … `365+ days`); `null` when the release table does not
+    /// list that version.
+    pub(crate) days_behind: Option<&'static str>,
+    /// The bucket's lower bound in days (`null` with `days_behind`), for sorting and charts.
+    pub(crate) min_days: Option<i64>,
+    /// Installations.
+    pub(crate) installations: u64,
+    /// False for the current period.
+    pub(crate) complete: bool,
+}
+
+/// Installations per period by how many days their counted submission ran behind the release
+/// of its own version.
+pub(crate) fn days_behind_rows(
+    conn: &mut AnyConnection,
+    releases: &[Release],
+    range: &Range,
+) -> Result<Vec<DaysBehindRow>, DbError> {
+    let rows = q::list_periods(
+        conn,
+        range.kind.as_str(),
+        range.from,
+        range.to,
+        range.include_internal,
+    )?;
+    // bucket index; unknown (None) sorts after every bucket
+    let mut counts: BTreeMap<(NaiveDate, (bool, usize)), u64> = BTreeMap::new();
+    let mut memo: HashMap<(String, NaiveDate), Option<usize>> = HashMap::new();
+    for r in rows {
+        let day = r.recorded_at.date();
+        let text = r.version.clone().unwrap_or_default();
+        let bucket = *memo.entry((text.clone(), day)).or_insert_with(|| {
+            let days = Version::parse(&text)
+                .ok()
+                .and_then(|v| days_behind(releases, &v, day))?;
+            let label = days_bucket(days);
+            DAYS_BUCKETS.iter().position(|(_, l)| *l == label)
+        });
+        let key = (bucket.is_none(), bucket.unwrap_or(0));
+        *counts.entry((r.period_start, key)).or_default() += 1;
+    }
+    Ok(counts
+        .into_iter()
+        .map(|((period, (unknown, i)), installations)| DaysBehindRow {
+            period,
+            days_behind: (!unknown).then(|| DAYS_BUCKETS[i].1),
+            min_days: (!unknown).then(|| DAYS_BUCKETS[i].0),
             installations,
             complete: range.kind.is_complete(period, range.today),
         })

@@ -10,6 +10,7 @@ pub mod definitions;
 pub mod metric_lists;
 pub mod refresh;
 pub mod report;
+pub mod values;
 
 pub use refresh::{rebuild, refresh, register_job, with_job_lock, JOB_NAME};
 pub(crate) mod fleet;

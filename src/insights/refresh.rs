@@ -20,6 +20,8 @@ use crate::domain::insights::periods::{effective_recorded_at, is_later, PeriodKi
 use crate::domain::insights::tier::Tier;
 use crate::domain::insights::time_frame::{effective, TimeFrame};
 
+use super::values::ValueCache;
+
 /// The job's name on the runner and in `/metrics`.
 pub const JOB_NAME: &str = "insights_rollup";
 /// `insights_state` row holding the highest processed `usage_data.id`.
@@ -34,6 +36,8 @@ const LOOKBACK_IDS: i64 = 1_000;
 pub(super) struct Keys {
     pub(super) ids: Vec<i64>,
     by_id: HashMap<i64, (String, TimeFrame)>,
+    /// Key path → id, to read a submission's values from its payload.
+    pub(super) by_path: HashMap<String, i64>,
 }
 
 impl Keys {
@@ -41,6 +45,10 @@ impl Keys {
         // An imported definition's time frame decides over the key-path guess.
         let rows = catalogue::list_keys_with_definitions(conn)?;
         let ids = rows.iter().map(|(id, _, _)| *id).collect();
+        let by_path = rows
+            .iter()
+            .map(|(id, path, _)| (path.clone(), *id))
+            .collect();
         let by_id = rows
             .into_iter()
             .map(|(id, path, defined)| {
@@ -48,7 +56,11 @@ impl Keys {
                 (id, (path, frame))
             })
             .collect();
-        Ok(Keys { ids, by_id })
+        Ok(Keys {
+            ids,
+            by_id,
+            by_path,
+        })
     }
 }
 
@@ -57,12 +69,14 @@ impl Keys {
 pub fn refresh_until(db: &Db, cancelled: &dyn Fn() -> bool) -> anyhow::Result<usize> {
     let mut conn = db.get()?;
     let mut processed = 0;
+    let mut cache = ValueCache::new();
+    let started = std::time::Instant::now();
     let watermark = store::get_state(&mut conn, WATERMARK)?.unwrap_or(0);
     let late = store::list_unprocessed_between(&mut conn, watermark - LOOKBACK_IDS, watermark)?;
     if !late.is_empty() {
         let keys = Keys::load(&mut conn)?;
         for submission in &late {
-            process(&mut conn, &keys, submission, watermark)?;
+            process(&mut conn, &keys, &mut cache, submission, watermark)?;
             processed += 1;
         }
     }
@@ -76,12 +90,22 @@ pub fn refresh_until(db: &Db, cancelled: &dyn Fn() -> bool) -> anyhow::Result<us
         let keys = Keys::load(&mut conn)?;
         for submission in &batch {
             watermark = watermark.max(submission.id);
-            process(&mut conn, &keys, submission, watermark)?;
+            process(&mut conn, &keys, &mut cache, submission, watermark)?;
             processed += 1;
         }
     }
     if processed > 0 {
-        tracing::debug!(insights.processed = processed, "insights rollups refreshed");
+        // The rollup cost per submission, the figure docs/benchmarks-insights.md tracks.
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        let reads = cache.counts;
+        tracing::debug!(
+            insights.processed = processed,
+            insights.ms_per_submission = ms / processed as f64,
+            insights.values_from_payload = reads.payload,
+            insights.values_probed = reads.probed,
+            insights.values_cached = reads.cached,
+            "insights rollups refreshed"
+        );
     }
     Ok(processed)
 }
@@ -134,6 +158,7 @@ pub fn register_job(jobs: &crate::jobs::Jobs, settings: &crate::config::Settings
 fn process(
     conn: &mut AnyConnection,
     keys: &Keys,
+    cache: &mut ValueCache,
     s: &SourceSubmission,
     watermark: i64,
 ) -> Result<(), DbError> {
@@ -171,7 +196,7 @@ fn process(
                 continue;
             }
             if kind == PeriodKind::Month && !excluded {
-                super::catalogue::count_month(conn, keys, start, current.as_ref(), s.id)?;
+                super::catalogue::count_month(conn, keys, cache, start, current.as_ref(), s.id)?;
             }
             store::upsert_period(
                 conn,
@@ -191,7 +216,7 @@ fn process(
                     excluded,
                 },
             )?;
-            recompute(conn, keys, kind, installation_id, start)?;
+            recompute(conn, keys, cache, kind, installation_id, start)?;
             let next = store::find_period(
                 conn,
                 kind.as_str(),
@@ -200,10 +225,10 @@ fn process(
                 Some(Neighbour::Next),
             )?;
             if let Some(next) = next {
-                recompute(conn, keys, kind, installation_id, next.period_start)?;
+                recompute(conn, keys, cache, kind, installation_id, next.period_start)?;
             }
         }
-        super::catalogue::note_versions(conn, keys, s)?;
+        super::catalogue::note_versions(conn, keys, cache, s)?;
         let stored = store::get_state(conn, WATERMARK)?.unwrap_or(0);
         if watermark > stored {
             store::set_state(conn, WATERMARK, watermark)?;
@@ -216,6 +241,7 @@ fn process(
 fn recompute(
     conn: &mut AnyConnection,
     keys: &Keys,
+    cache: &mut ValueCache,
     kind: PeriodKind,
     installation_id: i64,
     start: chrono::NaiveDate,
@@ -224,25 +250,37 @@ fn recompute(
     else {
         return Ok(());
     };
-    let previous = store::find_period(
-        conn,
-        kind.as_str(),
-        installation_id,
-        start,
-        Some(Neighbour::Previous),
-    )?;
-    let values = store::list_metric_values_of(conn, current.usage_data_id, &keys.ids)?;
+    let values = cache.values_of(conn, keys, current.usage_data_id)?;
+    // The previous period matters only to all-time counters (their difference from it).
+    let needs_baseline = values.iter().any(|(key_id, _)| {
+        keys.by_id
+            .get(key_id)
+            .is_some_and(|(_, frame)| frame.is_cumulative())
+    });
+    let previous = if needs_baseline {
+        store::find_period(
+            conn,
+            kind.as_str(),
+            installation_id,
+            start,
+            Some(Neighbour::Previous),
+        )?
+    } else {
+        None
+    };
     let before: Option<HashMap<i64, f64>> = match &previous {
         Some(p) => Some(
-            store::list_metric_values_of(conn, p.usage_data_id, &keys.ids)?
-                .into_iter()
+            cache
+                .values_of(conn, keys, p.usage_data_id)?
+                .iter()
+                .copied()
                 .collect(),
         ),
         None => None,
     };
     let rows: Vec<MetricValueRow> = values
-        .into_iter()
-        .filter_map(|(key_id, value)| {
+        .iter()
+        .filter_map(|&(key_id, value)| {
             let (path, frame) = keys.by_id.get(&key_id)?;
             let baseline = before.as_ref().map(|m| m.get(&key_id).copied());
             match period_value(path, *frame, value, baseline) {

@@ -1,6 +1,7 @@
 //! The insights rollup tables (`insights_*`): what the refresh job reads from the Service Ping
 //! tables and writes into its own. Metric values are read from the ingest tables ONLY here
-//! ([`list_metric_values_of`]), so a change in how ingest stores them is one place to follow.
+//! ([`list_metric_values_of`], the fallback) and from the stored payload
+//! (`crate::insights::values`), so a change in how ingest stores them is two places to follow.
 
 use chrono::{NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
@@ -154,6 +155,19 @@ pub fn list_metric_values_of(
     }
     out.sort_unstable_by_key(|(key, _)| *key);
     Ok(out)
+}
+
+/// How many metric rows ingest stored with submission `usage_data_id`
+/// (`usage_data.metrics_count`), or `None` when the submission is gone.
+pub fn find_metrics_count(
+    conn: &mut AnyConnection,
+    usage_data_id: i64,
+) -> Result<Option<i64>, DbError> {
+    Ok(with_conn!(conn, |c| usage_data::table
+        .find(usage_data_id)
+        .select(usage_data::metrics_count)
+        .first(c)
+        .optional())?)
 }
 
 /// A stored watermark or counter.
@@ -371,7 +385,9 @@ pub struct MetricValueRow {
     pub value: Option<f64>,
 }
 
-/// Replaces every metric period value of one installation in one period.
+/// Replaces every metric period value of one installation in one period. Only the rows that
+/// differ are written (deleted, then inserted anew): from one week to the next most of a
+/// payload's ~4,000 leaves keep their value, and a write is what the ingest writer waits on.
 pub fn replace_metric_values(
     conn: &mut AnyConnection,
     kind: &str,
@@ -379,15 +395,48 @@ pub fn replace_metric_values(
     installation_id: i64,
     rows: &[MetricValueRow],
 ) -> Result<(), DbError> {
+    let stored: Vec<(i64, Option<f64>)> = with_conn!(conn, |c| insights_metric_values::table
+        .filter(insights_metric_values::installation_id.eq(installation_id))
+        .filter(insights_metric_values::period_kind.eq(kind))
+        .filter(insights_metric_values::period_start.eq(start))
+        .select((
+            insights_metric_values::key_id,
+            insights_metric_values::value
+        ))
+        .load(c))?;
+    let stored: std::collections::HashMap<i64, Option<u64>> = stored
+        .into_iter()
+        .map(|(key, value)| (key, value.map(f64::to_bits)))
+        .collect();
+    // Bit equality: a rewrite is skipped only when the stored row is exactly the new one.
+    let changed: Vec<&MetricValueRow> = rows
+        .iter()
+        .filter(|r| stored.get(&r.key_id) != Some(&r.value.map(f64::to_bits)))
+        .collect();
+    let wanted: std::collections::HashSet<i64> = rows.iter().map(|r| r.key_id).collect();
+    let mut delete: Vec<i64> = stored
+        .keys()
+        .filter(|key| !wanted.contains(key))
+        .copied()
+        .collect();
+    delete.extend(
+        changed
+            .iter()
+            .filter(|r| stored.contains_key(&r.key_id))
+            .map(|r| r.key_id),
+    );
     with_conn!(conn, |c| {
-        diesel::delete(
-            insights_metric_values::table
-                .filter(insights_metric_values::installation_id.eq(installation_id))
-                .filter(insights_metric_values::period_kind.eq(kind))
-                .filter(insights_metric_values::period_start.eq(start)),
-        )
-        .execute(c)?;
-        for chunk in rows.chunks(METRIC_ROWS_PER_INSERT) {
+        for chunk in delete.chunks(KEYS_PER_LOOKUP) {
+            diesel::delete(
+                insights_metric_values::table
+                    .filter(insights_metric_values::period_kind.eq(kind))
+                    .filter(insights_metric_values::key_id.eq_any(chunk))
+                    .filter(insights_metric_values::period_start.eq(start))
+                    .filter(insights_metric_values::installation_id.eq(installation_id)),
+            )
+            .execute(c)?;
+        }
+        for chunk in changed.chunks(METRIC_ROWS_PER_INSERT) {
             let values: Vec<_> = chunk
                 .iter()
                 .map(|r| {

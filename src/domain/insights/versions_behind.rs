@@ -44,9 +44,37 @@ pub fn days_behind(releases: &[Release], version: &Version, at: NaiveDate) -> Op
     Some((at - own.released_on).num_days().max(0))
 }
 
+/// The buckets of the days-behind distribution, in order: lower bound in days and label.
+pub const DAYS_BUCKETS: [(i64, &str); 5] = [
+    (0, "0-29 days"),
+    (30, "30-89 days"),
+    (90, "90-179 days"),
+    (180, "180-364 days"),
+    (365, "365+ days"),
+];
+
+/// The label of the days-behind bucket `days` falls in (negative days count as 0).
+pub fn days_bucket(days: i64) -> &'static str {
+    DAYS_BUCKETS
+        .iter()
+        .rev()
+        .find(|(low, _)| days >= *low)
+        .map_or(DAYS_BUCKETS[0].1, |(_, label)| label)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn days_fall_in_their_bucket() {
+        assert_eq!(days_bucket(-3), "0-29 days");
+        assert_eq!(days_bucket(29), "0-29 days");
+        assert_eq!(days_bucket(30), "30-89 days");
+        assert_eq!(days_bucket(179), "90-179 days");
+        assert_eq!(days_bucket(364), "180-364 days");
+        assert_eq!(days_bucket(365), "365+ days");
+    }
     use crate::domain::release::SecurityLevel;
 
     fn release(v: &str, on: &str) -> Release {

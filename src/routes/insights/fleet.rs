@@ -15,7 +15,7 @@ use crate::domain::insights::versions_behind::latest_line;
 use crate::domain::version::Version;
 use crate::error::ApiError;
 use crate::insights::fleet::{
-    self, ActivityRow, BehindRow, PenetrationRow, SourcesRow, VersionSourcesRow,
+    self, ActivityRow, BehindRow, DaysBehindRow, PenetrationRow, SourcesRow, VersionSourcesRow,
 };
 use crate::insights::licences::{self, LicenceList, LicenceRow, UtilisationRow};
 use crate::insights::report::{self, Range, VulnerableShareRow};
@@ -45,6 +45,7 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
         )
         .route("/insights/versions/penetration", web::get().to(penetration))
         .route("/insights/versions/behind", web::get().to(behind))
+        .route("/insights/versions/days_behind", web::get().to(days_behind))
         .route(
             "/insights/versions/vulnerable_share",
             web::get().to(vulnerable_share),
@@ -159,6 +160,25 @@ async fn behind(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResp
     let rows = state
         .read_db
         .run(move |c| fleet::behind(c, table.releases(), &range))
+        .await?;
+    respond(
+        params.format()?,
+        &rows,
+        meta(&range, &capped),
+        capped.as_deref(),
+    )
+}
+
+async fn days_behind(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    require_access(&state, &req).await?;
+    let (params, range, capped) = series(&state, &req, PLAIN_SERIES)?;
+    let table = state.releases.current();
+    let rows = state
+        .read_db
+        .run(move |c| fleet::days_behind_rows(c, table.releases(), &range))
         .await?;
     respond(
         params.format()?,
@@ -457,6 +477,25 @@ impl CsvRow for BehindRow {
         vec![
             self.period.to_string(),
             opt(&self.minors_behind),
+            self.installations.to_string(),
+            self.complete.to_string(),
+        ]
+    }
+}
+
+impl CsvRow for DaysBehindRow {
+    const HEADER: &'static [&'static str] = &[
+        "period",
+        "days_behind",
+        "min_days",
+        "installations",
+        "complete",
+    ];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.period.to_string(),
+            self.days_behind.unwrap_or_default().to_owned(),
+            opt(&self.min_days),
             self.installations.to_string(),
             self.complete.to_string(),
         ]
