@@ -35,7 +35,9 @@ fn bucket(days: i64) -> &'static str {
 
 #[tokio::test]
 async fn days_behind_count_from_the_release_of_the_own_version() {
-    let app = TestApp::spawn_with(|s| s.check_flush_interval_ms = 100).await;
+    let app =
+        TestApp::spawn_with(|s| s.check.flush_interval = std::time::Duration::from_millis(100))
+            .await;
     let token = app.token(Scope::InsightsRead);
     arrange(&app).await;
     let pings = fleet();
