@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use chrono::NaiveDate;
 
-use super::refresh::Keys;
+use super::keys::Keys;
 use super::values::ValueCache;
 use crate::db::models::insights::{PeriodRow, SourceSubmission};
 use crate::db::models::insights_catalogue as q;

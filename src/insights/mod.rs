@@ -7,6 +7,7 @@
 
 mod catalogue;
 pub mod definitions;
+mod keys;
 pub mod metric_lists;
 pub mod refresh;
 pub mod report;

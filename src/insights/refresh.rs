@@ -18,8 +18,8 @@ use crate::domain::insights::installation::{is_excluded_by_default, Installation
 use crate::domain::insights::period_value::{period_value, PeriodValue};
 use crate::domain::insights::periods::{effective_recorded_at, is_later, PeriodKind};
 use crate::domain::insights::tier::Tier;
-use crate::domain::insights::time_frame::{effective, TimeFrame};
 
+use super::keys::Keys;
 use super::values::ValueCache;
 
 /// The job's name on the runner and in `/metrics`.
@@ -31,38 +31,6 @@ const BATCH: i64 = 200;
 /// How far below the watermark to look for submissions committed late (concurrent
 /// PostgreSQL writers can commit a lower id after a higher one).
 const LOOKBACK_IDS: i64 = 1_000;
-
-/// Every metric key with its path and time frame.
-pub(super) struct Keys {
-    pub(super) ids: Vec<i64>,
-    by_id: HashMap<i64, (String, TimeFrame)>,
-    /// Key path → id, to read a submission's values from its payload.
-    pub(super) by_path: HashMap<String, i64>,
-}
-
-impl Keys {
-    fn load(conn: &mut AnyConnection) -> Result<Keys, DbError> {
-        // An imported definition's time frame decides over the key-path guess.
-        let rows = catalogue::list_keys_with_definitions(conn)?;
-        let ids = rows.iter().map(|(id, _, _)| *id).collect();
-        let by_path = rows
-            .iter()
-            .map(|(id, path, _)| (path.clone(), *id))
-            .collect();
-        let by_id = rows
-            .into_iter()
-            .map(|(id, path, defined)| {
-                let (frame, _) = effective(&path, defined.as_deref());
-                (id, (path, frame))
-            })
-            .collect();
-        Ok(Keys {
-            ids,
-            by_id,
-            by_path,
-        })
-    }
-}
 
 /// Processes every submission not yet folded in; returns how many were.
 /// `cancelled` is asked between batches, so a shutdown does not wait for a long catch-up.

@@ -64,7 +64,7 @@ impl ValueCache {
     pub(super) fn values_of(
         &mut self,
         conn: &mut AnyConnection,
-        keys: &super::refresh::Keys,
+        keys: &super::keys::Keys,
         usage_data_id: i64,
     ) -> Result<Values, DbError> {
         if let Some(values) = self.entries.get(&usage_data_id) {
