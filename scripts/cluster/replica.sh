@@ -18,15 +18,18 @@
 # The app: the debug binary `cargo test` already built (APP_BIN to use another); built with
 # `cargo build` when missing. Only 127.0.0.1 is used; every wait is bounded.
 #
-# Settings (environment): APP_BIN  PRIMARY_PORT=55440  STANDBY_PORT=55441
+# Settings (environment): APP_BIN  PRIMARY_PORT=25440  STANDBY_PORT=25441
 #   NODE_PORTS=18183,18184 (the node with the replica, the reference node)  MAX_LAG_SECS=2
 #   KEEP=1 (keep the work folder: node logs, PostgreSQL logs)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
 
-PRIMARY_PORT=${PRIMARY_PORT:-55440}
-STANDBY_PORT=${STANDBY_PORT:-55441}
+# Below the kernel's ephemeral range (32768-60999 here): a port in it can be taken at any
+# moment by the local end of some outgoing connection, and PostgreSQL then cannot bind it
+# (CI once failed so, with "pg_ctl: could not start server").
+PRIMARY_PORT=${PRIMARY_PORT:-25440}
+STANDBY_PORT=${STANDBY_PORT:-25441}
 NODE_PORTS=${NODE_PORTS:-18183,18184}
 MAX_LAG_SECS=${MAX_LAG_SECS:-2}
 APP_BIN=${APP_BIN:-$ROOT/target/debug/version-app}
@@ -89,7 +92,8 @@ as_pg "$PG_BIN/initdb" -D "$PRIMARY" -U postgres -A trust --no-sync >/dev/null
 # initdb's pg_hba.conf already trusts replication on 127.0.0.1; said here so it stays so.
 echo "host replication postgres 127.0.0.1/32 trust" >>"$PRIMARY/pg_hba.conf"
 as_pg "$PG_BIN/pg_ctl" -D "$PRIMARY" -l "$WORK/pg-run/primary.log" -w -t 60 start \
-  -o "-p $PRIMARY_PORT -k $WORK/pg-run $PG_OPTS -c wal_level=replica -c max_wal_senders=4" >/dev/null
+  -o "-p $PRIMARY_PORT -k $WORK/pg-run $PG_OPTS -c wal_level=replica -c max_wal_senders=4" >/dev/null \
+  || { tail -n 20 "$WORK/pg-run/primary.log" >&2; fail "the primary did not start (its log above)"; }
 psql -h 127.0.0.1 -p "$PRIMARY_PORT" -U postgres -d postgres -qc "CREATE DATABASE replica_test" >/dev/null
 
 # --- the standby: a base backup of the primary, streaming from it ------------------------
@@ -97,7 +101,8 @@ t0=$EPOCHREALTIME
 as_pg "$PG_BIN/pg_basebackup" -h 127.0.0.1 -p "$PRIMARY_PORT" -U postgres -D "$STANDBY" \
   -R -X stream -c fast --no-sync
 as_pg "$PG_BIN/pg_ctl" -D "$STANDBY" -l "$WORK/pg-run/standby.log" -w -t 60 start \
-  -o "-p $STANDBY_PORT -k $WORK/pg-run $PG_OPTS -c hot_standby=on" >/dev/null
+  -o "-p $STANDBY_PORT -k $WORK/pg-run $PG_OPTS -c hot_standby=on" >/dev/null \
+  || { tail -n 20 "$WORK/pg-run/standby.log" >&2; fail "the standby did not start (its log above)"; }
 in_recovery=$(psql -h 127.0.0.1 -p "$STANDBY_PORT" -U postgres -d replica_test -Atc "SELECT pg_is_in_recovery()")
 [[ "$in_recovery" == t ]] || fail "the standby is not in recovery (pg_is_in_recovery() = $in_recovery)"
 streaming=""

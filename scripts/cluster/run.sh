@@ -14,13 +14,15 @@
 # The app: the debug binary `cargo test` already built (APP_BIN to use another, e.g. a release
 # build); built with `cargo build` when missing. Only 127.0.0.1 is used; every wait is bounded.
 #
-# Settings (environment): APP_BIN  PG_PORT=55432  NGINX_PORT=18190  NODE_PORTS=18181,18182
+# Settings (environment): APP_BIN  PG_PORT=25432  NGINX_PORT=18190  NODE_PORTS=18181,18182
 #   CHECK_THREADS=4  INGEST_THREADS=2  KEEP=1 (keep the work folder: logs, nginx access log)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
 
-PG_PORT=${PG_PORT:-55432}
+# Below the kernel's ephemeral range (32768-60999 here): a port in it can be taken at any
+# moment by the local end of some outgoing connection, and PostgreSQL then cannot bind it.
+PG_PORT=${PG_PORT:-25432}
 NGINX_PORT=${NGINX_PORT:-18190}
 NODE_PORTS=${NODE_PORTS:-18181,18182}
 APP_BIN=${APP_BIN:-$ROOT/target/debug/version-app}
