@@ -59,29 +59,29 @@ fresh_db() { # $1 backend -> prints url
   fi
 }
 
-# Stored bytes per submission after the main run (tables, their indexes and, on PostgreSQL,
-# TOAST), per Service Ping table and in total.
+# Stored bytes per submission after the main run, per table with its indexes (and, on
+# PostgreSQL, TOAST), every table of the store (the insights rollup included), and in total.
 bytes_per_submission() { # $1 backend, $2 url
   if [ "$1" = sqlite ]; then
     local file="${2#sqlite://}"
     sqlite3 "$file" "PRAGMA wal_checkpoint(TRUNCATE);" >/dev/null
     sqlite3 -separator ' ' "$file" "
       WITH n AS (SELECT COUNT(*) AS rows FROM usage_data),
-      t AS (SELECT CASE WHEN name LIKE 'sqlite_autoindex_usage_data_raw%' THEN 'usage_data_raw'
-                        WHEN name LIKE 'sqlite_autoindex_usage_data_%' OR name LIKE 'usage_data_%' AND name NOT IN ('usage_data_raw', 'usage_data_metrics') THEN 'usage_data'
-                        WHEN name LIKE 'sqlite_autoindex_metric_keys%' THEN 'metric_keys'
-                        ELSE name END AS part, pgsize FROM dbstat)
-      SELECT 'bytes per stored submission:', part, SUM(pgsize) / (SELECT rows FROM n) FROM t
-      WHERE part IN ('usage_data', 'usage_data_raw', 'usage_data_metrics', 'metric_keys')
-      GROUP BY part
-      UNION ALL SELECT 'bytes per stored submission:', 'whole file', (SELECT page_count * page_size FROM pragma_page_count, pragma_page_size) / (SELECT rows FROM n);"
+      t AS (SELECT s.tbl_name AS part, d.pgsize FROM dbstat d JOIN sqlite_schema s ON s.name = d.name)
+      SELECT 'bytes per stored submission:', part, SUM(pgsize) / (SELECT rows FROM n) AS b FROM t
+      GROUP BY part HAVING b > 0
+      UNION ALL SELECT 'bytes per stored submission:', 'all tables', SUM(pgsize) / (SELECT rows FROM n) FROM t
+      UNION ALL SELECT 'bytes per stored submission:', 'whole file', (SELECT page_count * page_size FROM pragma_page_count, pragma_page_size) / (SELECT rows FROM n)
+      ORDER BY 3 DESC;"
   else
     psql -qAt -F ' ' "$2" -c "
-      WITH n AS (SELECT COUNT(*) AS rows FROM usage_data)
-      SELECT 'bytes per stored submission:', relname, pg_total_relation_size(oid) / (SELECT rows FROM n)
-      FROM pg_class WHERE relname IN ('usage_data', 'usage_data_raw', 'usage_data_metrics', 'metric_keys')
-      UNION ALL SELECT 'bytes per stored submission:', 'those four', SUM(pg_total_relation_size(oid)) / (SELECT rows FROM n)
-      FROM pg_class WHERE relname IN ('usage_data', 'usage_data_raw', 'usage_data_metrics', 'metric_keys');"
+      WITH n AS (SELECT COUNT(*) AS rows FROM usage_data),
+      t AS (SELECT relname, pg_total_relation_size(oid) AS b FROM pg_class
+            WHERE relkind = 'r' AND relnamespace = 'public'::regnamespace)
+      SELECT 'bytes per stored submission:', relname, b / (SELECT rows FROM n) FROM t
+      WHERE b / (SELECT rows FROM n) > 0
+      UNION ALL SELECT 'bytes per stored submission:', 'all tables', SUM(b) / (SELECT rows FROM n) FROM t
+      ORDER BY 3 DESC;"
   fi
 }
 

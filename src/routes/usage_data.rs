@@ -154,13 +154,16 @@ async fn receive_json(
     };
     // The body first, under its deadline and the byte budget, then admission: a slow or
     // stalled sender holds only the bytes it has sent, never an admission slot (issue 8).
-    let read = state.body.read(body, limit, true).await.map_err(|err| {
+    let mut read = state.body.read(body, limit, true).await.map_err(|err| {
         if matches!(err, BodyError::Cut(BodyFailure::Busy, _)) {
             *reason = Some("body_budget");
         }
         body_error(err, limit)
     })?;
-    let bytes = read.bytes.clone();
+    // Moved out, not cloned: the only reference lets `decode_payload` take the buffer over
+    // instead of copying a body of up to `ingest_max_body_bytes`; `read` keeps holding the
+    // body's share of the in-flight budget until the answer.
+    let bytes = std::mem::take(&mut read.bytes);
     let _permit = state
         .ingest
         .admit()
