@@ -399,6 +399,28 @@ pub(crate) fn behind(
     releases: &[Release],
     range: &Range,
 ) -> Result<Vec<BehindRow>, DbError> {
+    let counts = count_by_version_day(conn, range, |version, day| {
+        minors_behind(releases, version, day)
+    })?;
+    Ok(counts
+        .into_iter()
+        .map(|(period, minors_behind, installations)| BehindRow {
+            period,
+            minors_behind,
+            installations,
+            complete: range.kind.is_complete(period, range.today),
+        })
+        .collect())
+}
+
+/// Installations per period, by a class of their counted submission's (version, day):
+/// `classify` runs once per distinct pair. A submission whose version does not parse, or
+/// that `classify` leaves out (`None`), is counted under `None`, listed after every class.
+fn count_by_version_day<K: Ord + Copy>(
+    conn: &mut AnyConnection,
+    range: &Range,
+    classify: impl Fn(&Version, NaiveDate) -> Option<K>,
+) -> Result<Vec<(NaiveDate, Option<K>, u64)>, DbError> {
     let rows = q::list_periods(
         conn,
         range.kind.as_str(),
@@ -406,28 +428,24 @@ pub(crate) fn behind(
         range.to,
         range.include_internal,
     )?;
-    // unknown (None) sorts after every number
-    let mut counts: BTreeMap<(NaiveDate, (bool, u32)), u64> = BTreeMap::new();
-    let mut memo: HashMap<(String, NaiveDate), Option<u32>> = HashMap::new();
+    // (period, unknown, class): `true` sorts the unknown after every class
+    let mut counts: BTreeMap<(NaiveDate, bool, Option<K>), u64> = BTreeMap::new();
+    let mut memo: HashMap<(String, NaiveDate), Option<K>> = HashMap::new();
     for r in rows {
         let day = r.recorded_at.date();
         let text = r.version.clone().unwrap_or_default();
-        let behind = *memo.entry((text.clone(), day)).or_insert_with(|| {
+        let class = *memo.entry((text.clone(), day)).or_insert_with(|| {
             Version::parse(&text)
                 .ok()
-                .and_then(|v| minors_behind(releases, &v, day))
+                .and_then(|version| classify(&version, day))
         });
-        let key = (behind.is_none(), behind.unwrap_or(0));
-        *counts.entry((r.period_start, key)).or_default() += 1;
+        *counts
+            .entry((r.period_start, class.is_none(), class))
+            .or_default() += 1;
     }
     Ok(counts
         .into_iter()
-        .map(|((period, (unknown, n)), installations)| BehindRow {
-            period,
-            minors_behind: (!unknown).then_some(n),
-            installations,
-            complete: range.kind.is_complete(period, range.today),
-        })
+        .map(|((period, _, class), n)| (period, class, n))
         .collect())
 }
 
@@ -455,35 +473,16 @@ pub(crate) fn days_behind_rows(
     releases: &[Release],
     range: &Range,
 ) -> Result<Vec<DaysBehindRow>, DbError> {
-    let rows = q::list_periods(
-        conn,
-        range.kind.as_str(),
-        range.from,
-        range.to,
-        range.include_internal,
-    )?;
-    // bucket index; unknown (None) sorts after every bucket
-    let mut counts: BTreeMap<(NaiveDate, (bool, usize)), u64> = BTreeMap::new();
-    let mut memo: HashMap<(String, NaiveDate), Option<usize>> = HashMap::new();
-    for r in rows {
-        let day = r.recorded_at.date();
-        let text = r.version.clone().unwrap_or_default();
-        let bucket = *memo.entry((text.clone(), day)).or_insert_with(|| {
-            let days = Version::parse(&text)
-                .ok()
-                .and_then(|v| days_behind(releases, &v, day))?;
-            let label = days_bucket(days);
-            DAYS_BUCKETS.iter().position(|(_, l)| *l == label)
-        });
-        let key = (bucket.is_none(), bucket.unwrap_or(0));
-        *counts.entry((r.period_start, key)).or_default() += 1;
-    }
+    let counts = count_by_version_day(conn, range, |version, day| {
+        let label = days_bucket(days_behind(releases, version, day)?);
+        DAYS_BUCKETS.iter().position(|(_, l)| *l == label)
+    })?;
     Ok(counts
         .into_iter()
-        .map(|((period, (unknown, i)), installations)| DaysBehindRow {
+        .map(|(period, bucket, installations)| DaysBehindRow {
             period,
-            days_behind: (!unknown).then(|| DAYS_BUCKETS[i].1),
-            min_days: (!unknown).then(|| DAYS_BUCKETS[i].0),
+            days_behind: bucket.map(|i| DAYS_BUCKETS[i].1),
+            min_days: bucket.map(|i| DAYS_BUCKETS[i].0),
             installations,
             complete: range.kind.is_complete(period, range.today),
         })
