@@ -22,8 +22,7 @@
 #   NODE_PORTS=18183,18184 (the node with the replica, the reference node)  MAX_LAG_SECS=2
 #   KEEP=1 (keep the work folder: node logs, PostgreSQL logs)
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-ROOT=$(pwd)
+source "$(dirname "$0")/common.sh"
 
 # Below the kernel's ephemeral range (32768-60999 here): a port in it can be taken at any
 # moment by the local end of some outgoing connection, and PostgreSQL then cannot bind it
@@ -32,10 +31,6 @@ PRIMARY_PORT=${PRIMARY_PORT:-25440}
 STANDBY_PORT=${STANDBY_PORT:-25441}
 NODE_PORTS=${NODE_PORTS:-18183,18184}
 MAX_LAG_SECS=${MAX_LAG_SECS:-2}
-APP_BIN=${APP_BIN:-$ROOT/target/debug/version-app}
-
-say() { printf '%s\n' "$*" >&2; }
-fail() { say "FAIL: $*"; exit 1; }
 
 [[ "$PRIMARY_PORT" =~ ^[0-9]+$ && "$STANDBY_PORT" =~ ^[0-9]+$ && "$MAX_LAG_SECS" =~ ^[0-9]+$ ]] \
   || fail "PRIMARY_PORT, STANDBY_PORT and MAX_LAG_SECS must be numbers"
@@ -44,27 +39,12 @@ fail() { say "FAIL: $*"; exit 1; }
   || fail "PRIMARY_PORT and STANDBY_PORT must not be 5432: this script makes clusters of its own"
 [[ "$PRIMARY_PORT" != "$STANDBY_PORT" ]] || fail "PRIMARY_PORT and STANDBY_PORT must differ"
 
-PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
-for tool in initdb pg_ctl pg_basebackup; do
-  [[ -x "$PG_BIN/$tool" ]] || fail "PostgreSQL server binaries ($tool) are missing"
-done
-command -v python3 >/dev/null || fail "python3 is missing"
-command -v psql >/dev/null || fail "psql is missing"
-if [[ ! -x "$APP_BIN" ]]; then
-  say "building version-app (debug)"
-  cargo build --locked --quiet
-fi
-[[ -x "$APP_BIN" ]] || fail "$APP_BIN is missing"
+need_tools initdb pg_ctl pg_basebackup
 
 WORK=$(mktemp -d /tmp/replica-XXXXXX)
 chmod 755 "$WORK"
 PRIMARY="$WORK/primary"
 STANDBY="$WORK/standby"
-# initdb, pg_basebackup and the server refuse to run as root (or would leave files the server
-# cannot read): as root, run them as the postgres user.
-as_pg() {
-  if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
-}
 stop_pg() {
   if [[ -f "$1/postmaster.pid" ]]; then
     as_pg "$PG_BIN/pg_ctl" -D "$1" -m immediate -w -t 30 stop >/dev/null 2>&1 || true

@@ -17,18 +17,13 @@
 # Settings (environment): APP_BIN  PG_PORT=25432  NGINX_PORT=18190  NODE_PORTS=18181,18182
 #   CHECK_THREADS=4  INGEST_THREADS=2  KEEP=1 (keep the work folder: logs, nginx access log)
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-ROOT=$(pwd)
+source "$(dirname "$0")/common.sh"
 
 # Below the kernel's ephemeral range (32768-60999 here): a port in it can be taken at any
 # moment by the local end of some outgoing connection, and PostgreSQL then cannot bind it.
 PG_PORT=${PG_PORT:-25432}
 NGINX_PORT=${NGINX_PORT:-18190}
 NODE_PORTS=${NODE_PORTS:-18181,18182}
-APP_BIN=${APP_BIN:-$ROOT/target/debug/version-app}
-
-say() { printf '%s\n' "$*" >&2; }
-fail() { say "FAIL: $*"; exit 1; }
 
 [[ "$PG_PORT" =~ ^[0-9]+$ && "$NGINX_PORT" =~ ^[0-9]+$ && "$NODE_PORTS" =~ ^[0-9]+,[0-9]+$ ]] \
   || fail "PG_PORT, NGINX_PORT must be numbers and NODE_PORTS two numbers separated by a comma"
@@ -36,23 +31,11 @@ fail() { say "FAIL: $*"; exit 1; }
 
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 [[ -x "$NGINX" ]] || fail "nginx is missing (.ci/setup.d/nginx.sh installs Debian's package)"
-PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
-[[ -x "$PG_BIN/initdb" ]] || fail "PostgreSQL server binaries (initdb, pg_ctl) are missing"
-command -v python3 >/dev/null || fail "python3 is missing"
-command -v psql >/dev/null || fail "psql is missing"
-if [[ ! -x "$APP_BIN" ]]; then
-  say "building version-app (debug)"
-  cargo build --locked --quiet
-fi
-[[ -x "$APP_BIN" ]] || fail "$APP_BIN is missing"
+need_tools initdb pg_ctl
 
 WORK=$(mktemp -d /tmp/va-cluster.XXXXXX)
 chmod 755 "$WORK"
 PGDATA="$WORK/pg"
-# initdb and the server refuse to run as root: as root, run them as the postgres user.
-as_pg() {
-  if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
-}
 cleanup() {
   if [[ -f "$WORK/nginx.pid" ]]; then kill -QUIT "$(cat "$WORK/nginx.pid")" 2>/dev/null || true; fi
   if [[ -f "$PGDATA/postmaster.pid" ]]; then
