@@ -61,38 +61,41 @@ fn row_json(row: &ReleaseRow) -> Result<ReleaseJson, ApiError> {
     Ok(ReleaseJson::from(&row.to_domain()?))
 }
 
-/// A page-size or page-number query parameter: a whole number from 1 to `MAX`. Each one
-/// names itself in its error, because serde's query errors do not name the field.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct PageParam<const MAX: usize, const NAME: u8>(usize);
-
-/// `NAME` values of [`PageParam`] (a const generic cannot be a `&str`).
-const PER_PAGE: u8 = 0;
-const PAGE: u8 = 1;
-
-impl<'de, const MAX: usize, const NAME: u8> serde::Deserialize<'de> for PageParam<MAX, NAME> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        text.trim()
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX).contains(n))
-            .map(PageParam)
-            .ok_or_else(|| {
-                let name = if NAME == PER_PAGE { "per_page" } else { "page" };
-                serde::de::Error::custom(format!(
-                    "`{name}` must be a whole number from 1 to {MAX}, got `{text}`"
-                ))
-            })
-    }
-}
-
 /// `?per_page=&page=` of the list; a bad value gets the JSON 400 through the app's
 /// `QueryConfig` (`routes::fallback::extractor_configs`). Other parameters are ignored.
 #[derive(Debug, Deserialize)]
 pub(crate) struct Paging {
-    per_page: Option<PageParam<MAX_PER_PAGE, PER_PAGE>>,
-    page: Option<PageParam<1_000_000, PAGE>>,
+    #[serde(default, deserialize_with = "per_page")]
+    per_page: Option<usize>,
+    #[serde(default, deserialize_with = "page")]
+    page: Option<usize>,
+}
+
+fn per_page<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    whole_number(d, "per_page", MAX_PER_PAGE).map(Some)
+}
+
+fn page<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    whole_number(d, "page", 1_000_000).map(Some)
+}
+
+/// A whole number from 1 to `max`; the error names the parameter, because serde's query
+/// errors do not name the field.
+fn whole_number<'de, D: serde::Deserializer<'de>>(
+    d: D,
+    name: &str,
+    max: usize,
+) -> Result<usize, D::Error> {
+    let text = String::deserialize(d)?;
+    text.trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=max).contains(n))
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "`{name}` must be a whole number from 1 to {max}, got `{text}`"
+            ))
+        })
 }
 
 /// `GET /api/v1/versions`: the release table from the in-memory snapshot, newest first,
@@ -102,8 +105,8 @@ pub(crate) async fn list(
     query: web::Query<Paging>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let per_page = query.per_page.map_or(DEFAULT_PER_PAGE, |p| p.0);
-    let page = query.page.map_or(1, |p| p.0);
+    let per_page = query.per_page.unwrap_or(DEFAULT_PER_PAGE);
+    let page = query.page.unwrap_or(1);
     let table = state.releases.current();
     let total = table.len();
     let total_pages = total.div_ceil(per_page).max(1);
