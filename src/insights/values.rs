@@ -138,9 +138,6 @@ fn from_payload(
 /// against `usage_data_metrics`.
 pub fn values_from_payload(db: &Db, usage_data_id: i64) -> anyhow::Result<Option<Vec<(i64, f64)>>> {
     let mut conn = db.get()?;
-    let key_ids: HashMap<String, i64> = store::list_metric_keys(&mut conn)?
-        .into_iter()
-        .map(|(id, path)| (path, id))
-        .collect();
-    Ok(from_payload(&mut conn, &key_ids, usage_data_id)?)
+    let keys = super::keys::Keys::load(&mut conn)?;
+    Ok(from_payload(&mut conn, &keys.by_path, usage_data_id)?)
 }
