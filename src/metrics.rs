@@ -51,7 +51,7 @@ pub struct Metrics {
     pub check_records_flushed: IntCounter,
     /// Checks dropped because the buffer was full.
     pub check_records_dropped: IntCounter,
-    /// Distinct keys waiting in the buffer (set when scraped and after each flush).
+    /// Distinct keys waiting in the buffer; set from the buffer at scrape time.
     pub check_buffer_keys: IntGauge,
     /// Checks counted into the buffer (each one is in the store once flushed); brought up
     /// to date from the buffer's shards at scrape time.

@@ -130,7 +130,6 @@ impl Flusher {
     async fn flush(&mut self) -> bool {
         let rows = self.buffer.take();
         if rows.is_empty() {
-            self.metrics.check_buffer_keys.set(self.buffer.len() as i64);
             return true;
         }
         let table = self.releases.current();
@@ -198,7 +197,6 @@ impl Flusher {
                 false
             }
         };
-        self.metrics.check_buffer_keys.set(self.buffer.len() as i64);
         ok
     }
 
