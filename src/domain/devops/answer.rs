@@ -4,7 +4,7 @@
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 
-use strum::EnumCount;
+use strum::{EnumCount, VariantArray};
 
 use super::{Feature, FeatureScores};
 
@@ -101,27 +101,22 @@ impl ConvScores {
 /// or the instance's own score when there were too few peers; `percentage_X` is
 /// `min(100, 100 × instance_X / leader_X)`, or `0` when the leader is `0`.
 pub fn conv_scores(instance: &FeatureScores, leaders: &FeatureScores) -> ConvScores {
-    let features: Vec<FeatureIndex> = Feature::all()
-        .map(|feature| {
-            let mine = sanitize(instance.get(feature).unwrap_or(0.0));
-            let leader = sanitize(leaders.get(feature).unwrap_or(mine));
-            let percentage = if leader > 0.0 {
-                sanitize((100.0 * mine / leader).min(100.0))
-            } else {
-                0.0
-            };
-            FeatureIndex {
-                leader,
-                instance: mine,
-                percentage,
-            }
-        })
-        .collect();
-    ConvScores(
-        features
-            .try_into()
-            .expect("Feature::all yields Feature::COUNT features"),
-    )
+    // One entry per feature, in protocol (declaration) order.
+    ConvScores(std::array::from_fn(|i| {
+        let feature = Feature::VARIANTS[i];
+        let mine = sanitize(instance.get(feature).unwrap_or(0.0));
+        let leader = sanitize(leaders.get(feature).unwrap_or(mine));
+        let percentage = if leader > 0.0 {
+            sanitize((100.0 * mine / leader).min(100.0))
+        } else {
+            0.0
+        };
+        FeatureIndex {
+            leader,
+            instance: mine,
+            percentage,
+        }
+    }))
 }
 
 /// Builds the `conv_index` answer from an instance's scores and the cached leaders (see

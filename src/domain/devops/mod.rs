@@ -34,7 +34,7 @@ pub const DEFAULT_MAPPING_TOML: &str = include_str!("../../../assets/devops_scor
     Hash,
     PartialOrd,
     Ord,
-    strum::EnumIter,
+    strum::VariantArray,
     strum::EnumCount,
     strum::EnumString,
     strum::IntoStaticStr,
@@ -67,7 +67,7 @@ pub enum Feature {
 impl Feature {
     /// All features, in protocol order (declaration order).
     pub fn all() -> impl Iterator<Item = Feature> {
-        <Feature as strum::IntoEnumIterator>::iter()
+        <Feature as strum::VariantArray>::VARIANTS.iter().copied()
     }
 
     /// The name used in `conv_index` keys and in the TOML mapping.
