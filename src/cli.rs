@@ -76,13 +76,14 @@ pub enum Command {
 /// `metrics …`
 #[derive(Debug, Subcommand)]
 pub enum MetricsCommand {
-    /// Replace the stored metric definitions by a YAML export; rebuilds the insights
-    /// rollups when a received key's time frame changed.
+    /// Replace the stored metric definitions by a YAML export; a changed time frame applies
+    /// at once (period values are computed when asked).
     Import {
         /// The YAML file (a list of definitions), at most 32 MiB.
         file: PathBuf,
-        /// Do not rebuild the rollups; run `version-app insights rebuild` later.
-        #[arg(long)]
+        /// Accepted for scripts written when an import rebuilt the rollups; nothing is
+        /// rebuilt any more.
+        #[arg(long, hide = true)]
         no_rebuild: bool,
     },
 }
@@ -269,10 +270,10 @@ fn run_store_command(settings: Settings, command: Command) -> anyhow::Result<()>
                 started.elapsed().as_secs_f64()
             )?;
         }
-        Command::Metrics(MetricsCommand::Import { file, no_rebuild }) => {
+        Command::Metrics(MetricsCommand::Import { file, .. }) => {
             drop(conn);
             let text = crate::insights::definitions::read_file(&file)?;
-            let report = crate::insights::definitions::import(&db, &text, !no_rebuild)?;
+            let report = crate::insights::definitions::import(&db, &text)?;
             crate::insights::definitions::print_report(&report, &mut out)?;
         }
         Command::User(command) => crate::console::accounts::run(&mut conn, command, &mut out)?,

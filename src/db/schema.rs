@@ -479,11 +479,17 @@ diesel::table! {
         country -> Nullable<Text>,
         /// Internal or staging host.
         excluded -> Bool,
+        /// The counted submission of the installation's previous period of this kind (the
+        /// baseline of all-time counters); 0 when there is none, NULL when not known (written
+        /// by an earlier release).
+        previous_usage_data_id -> Nullable<BigInt>,
     }
 }
 
 diesel::table! {
-    /// Period value of each metric per installation, after the time-frame rule.
+    /// Period value of each metric per installation, after the time-frame rule. Written by
+    /// releases before 2026-12-04 only (values are now computed when asked); emptied by a
+    /// rebuild and by erasure, dropped by the next release.
     insights_metric_values (period_kind, key_id, period_start, installation_id) {
         /// `month` or `week`.
         period_kind -> Text,

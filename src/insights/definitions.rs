@@ -17,8 +17,6 @@ pub struct ImportReport {
     pub definitions: usize,
     /// Received key paths whose time frame changed.
     pub changed_keys: Vec<String>,
-    /// Submissions folded again by the rebuild (`None` when none ran).
-    pub rebuilt: Option<usize>,
 }
 
 /// Reads a definitions file, at most [`MAX_FILE_BYTES`].
@@ -38,9 +36,9 @@ pub fn read_file(path: &Path) -> anyhow::Result<String> {
     Ok(text)
 }
 
-/// Imports `text` under the rollup job's lock; rebuilds the rollups when a received key's
-/// time frame changed and `rebuild` is set. A malformed file changes nothing.
-pub fn import(db: &Db, text: &str, rebuild: bool) -> anyhow::Result<ImportReport> {
+/// Imports `text` under the rollup job's lock. A malformed file changes nothing. Nothing is
+/// rebuilt: period values are computed when asked, so a new time frame applies at once.
+pub fn import(db: &Db, text: &str) -> anyhow::Result<ImportReport> {
     let defs = parse(text).map_err(|e| anyhow::anyhow!("{e}; nothing was imported"))?;
     super::with_job_lock(db, |db| {
         let mut conn = db.get()?;
@@ -58,16 +56,9 @@ pub fn import(db: &Db, text: &str, rebuild: bool) -> anyhow::Result<ImportReport
             .map(|(_, path, _)| path)
             .collect();
         changed_keys.sort();
-        drop(conn);
-        let rebuilt = if rebuild && !changed_keys.is_empty() {
-            Some(super::rebuild(db)?)
-        } else {
-            None
-        };
         Ok(ImportReport {
             definitions: defs.len(),
             changed_keys,
-            rebuilt,
         })
     })
 }
@@ -102,11 +93,9 @@ pub fn print_report(report: &ImportReport, out: &mut dyn std::io::Write) -> std:
             ""
         }
     )?;
-    match report.rebuilt {
-        Some(n) => writeln!(out, "insights rebuilt: {n} submission(s) processed"),
-        None => writeln!(
-            out,
-            "the rollups still hold the old time frames: run `version-app insights rebuild`"
-        ),
+    if report.changed_keys.is_empty() {
+        Ok(())
+    } else {
+        writeln!(out, "the new time frames apply at once: nothing to rebuild")
     }
 }

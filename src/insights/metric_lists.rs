@@ -189,17 +189,41 @@ pub fn top_lists(
             .unwrap_or_else(|| kind.start_of(today)),
     };
     let previous_start = previous_of(kind, start);
-    let now = q::list_period_values(conn, kind.as_str(), key_id, start, include_internal)?;
-    let before: HashMap<i64, f64> = q::list_period_values(
+    // Both periods in one read; special values have no place in a ranking.
+    let values = super::period_values::period_values(
         conn,
-        kind.as_str(),
-        key_id,
-        previous_start,
-        include_internal,
-    )?
-    .into_iter()
-    .map(|(id, _, _, v)| (id, v))
-    .collect();
+        &super::period_values::Ask {
+            key_id,
+            key_path,
+            kind,
+            from: previous_start,
+            to: kind.next_start(start),
+            include_excluded: include_internal,
+        },
+    )?;
+    let ids: Vec<i64> = values
+        .iter()
+        .filter(|(p, _)| p.period_start == start)
+        .map(|(p, _)| p.installation_id)
+        .collect();
+    let names = q::list_installation_names(conn, &ids)?;
+    let mut now: Vec<PeriodValueRow> = Vec::new();
+    let mut before: HashMap<i64, f64> = HashMap::new();
+    for (period, value) in values {
+        let Some(value) = value else { continue };
+        if period.period_start == start {
+            if let Some((uuid, hostname)) = names.get(&period.installation_id) {
+                now.push((
+                    period.installation_id,
+                    uuid.clone(),
+                    hostname.clone(),
+                    value,
+                ));
+            }
+        } else if period.period_start == previous_start {
+            before.insert(period.installation_id, value);
+        }
+    }
     let by_name = |a: &PeriodValueRow, b: &PeriodValueRow| (&a.2, &a.1).cmp(&(&b.2, &b.1));
     let mut top = now.clone();
     top.sort_by(|a, b| b.3.total_cmp(&a.3).then_with(|| by_name(a, b)));

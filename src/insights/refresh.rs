@@ -2,20 +2,18 @@
 //!
 //! For each new submission: its installation is found or made, the submission is recorded,
 //! and for its month and its ISO week it replaces the counted submission when it is later
-//! (by effective recorded_at, then id). When it does, that period's metric values are
-//! recomputed, and so are the next period's (whose all-time differences start from it). The
-//! outcome depends only on the set of submissions, not on their arrival order, which is why
-//! a rebuild gives the same tables.
-
-use std::collections::HashMap;
+//! (by effective recorded_at, then id). When it does, the period keeps the counted
+//! submission of the installation's period before it, and the next period is pointed at it
+//! (all-time differences start from the previous period's value; the values themselves are
+//! read when asked, `super::period_values`). The outcome depends only on the set of
+//! submissions, not on their arrival order, which is why a rebuild gives the same tables.
 
 use crate::db::models::insights::{
-    self as store, MetricValueRow, Neighbour, PeriodRow, SourceSubmission, SubmissionRow,
+    self as store, Neighbour, PeriodRow, SourceSubmission, SubmissionRow,
 };
 use crate::db::models::insights_catalogue as catalogue;
 use crate::db::{AnyConnection, Db, DbError};
 use crate::domain::insights::installation::{is_excluded_by_default, Installation};
-use crate::domain::insights::period_value::{period_value, PeriodValue};
 use crate::domain::insights::periods::{effective_recorded_at, is_later, PeriodKind};
 use crate::domain::insights::tier::Tier;
 
@@ -166,6 +164,19 @@ fn process(
             if kind == PeriodKind::Month && !excluded {
                 super::catalogue::count_month(conn, keys, cache, start, current.as_ref(), s.id)?;
             }
+            // The neighbours by period start, whether or not this period was new: the period
+            // before is this one's baseline, and this one becomes the baseline of the next.
+            let previous = match current.as_ref().and_then(|c| c.previous_usage_data_id) {
+                Some(known) => known,
+                None => store::find_period(
+                    conn,
+                    kind.as_str(),
+                    installation_id,
+                    start,
+                    Some(Neighbour::Previous),
+                )?
+                .map_or(store::NO_PREVIOUS, |p| p.usage_data_id),
+            };
             store::upsert_period(
                 conn,
                 &PeriodRow {
@@ -182,9 +193,9 @@ fn process(
                     installation_type: s.installation_type.clone(),
                     country: s.country.clone(),
                     excluded,
+                    previous_usage_data_id: Some(previous),
                 },
             )?;
-            recompute(conn, keys, cache, kind, installation_id, start)?;
             let next = store::find_period(
                 conn,
                 kind.as_str(),
@@ -193,7 +204,13 @@ fn process(
                 Some(Neighbour::Next),
             )?;
             if let Some(next) = next {
-                recompute(conn, keys, cache, kind, installation_id, next.period_start)?;
+                store::set_previous(
+                    conn,
+                    kind.as_str(),
+                    installation_id,
+                    next.period_start,
+                    Some(s.id),
+                )?;
             }
         }
         super::catalogue::note_versions(conn, keys, cache, s)?;
@@ -203,66 +220,4 @@ fn process(
         }
         Ok(())
     })
-}
-
-/// Recomputes the metric period values of one installation in one period.
-fn recompute(
-    conn: &mut AnyConnection,
-    keys: &Keys,
-    cache: &mut ValueCache,
-    kind: PeriodKind,
-    installation_id: i64,
-    start: chrono::NaiveDate,
-) -> Result<(), DbError> {
-    let Some(current) = store::find_period(conn, kind.as_str(), installation_id, start, None)?
-    else {
-        return Ok(());
-    };
-    let values = cache.values_of(conn, keys, current.usage_data_id)?;
-    // The previous period matters only to all-time counters (their difference from it).
-    let needs_baseline = values.iter().any(|(key_id, _)| {
-        keys.by_id
-            .get(key_id)
-            .is_some_and(|(_, frame)| frame.is_cumulative())
-    });
-    let previous = if needs_baseline {
-        store::find_period(
-            conn,
-            kind.as_str(),
-            installation_id,
-            start,
-            Some(Neighbour::Previous),
-        )?
-    } else {
-        None
-    };
-    let before: Option<HashMap<i64, f64>> = match &previous {
-        Some(p) => Some(
-            cache
-                .values_of(conn, keys, p.usage_data_id)?
-                .iter()
-                .copied()
-                .collect(),
-        ),
-        None => None,
-    };
-    let rows: Vec<MetricValueRow> = values
-        .iter()
-        .filter_map(|&(key_id, value)| {
-            let (path, frame) = keys.by_id.get(&key_id)?;
-            let baseline = before.as_ref().map(|m| m.get(&key_id).copied());
-            match period_value(path, *frame, value, baseline) {
-                PeriodValue::Value(v) => Some(MetricValueRow {
-                    key_id,
-                    value: Some(v),
-                }),
-                PeriodValue::Special => Some(MetricValueRow {
-                    key_id,
-                    value: None,
-                }),
-                PeriodValue::LeftOut => None,
-            }
-        })
-        .collect();
-    store::replace_metric_values(conn, kind.as_str(), start, installation_id, &rows)
 }

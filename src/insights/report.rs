@@ -114,16 +114,19 @@ pub fn metric(
 ) -> Result<Vec<MetricRow>, MetricError> {
     let key_id =
         find_metric_key(conn, key_path)?.ok_or_else(|| MetricError::UnknownKey(key_path.into()))?;
-    let points = q::list_metric_points(
+    let points = super::period_values::period_values(
         conn,
-        range.kind.as_str(),
-        key_id,
-        range.from,
-        range.to,
-        range.include_internal,
+        &super::period_values::Ask {
+            key_id,
+            key_path,
+            kind: range.kind,
+            from: range.from,
+            to: range.to,
+            include_excluded: range.include_internal,
+        },
     )?;
     let mut groups: BTreeMap<(NaiveDate, String), (Vec<f64>, u64)> = BTreeMap::new();
-    for point in points {
+    for (point, value) in points {
         let group = match by {
             Some(Dimension::Tier) => point.tier.clone(),
             Some(Dimension::Edition) => point
@@ -133,7 +136,7 @@ pub fn metric(
             _ => "all".into(),
         };
         let slot = groups.entry((point.period_start, group)).or_default();
-        match point.value {
+        match value {
             Some(v) => slot.0.push(v),
             None => slot.1 += 1,
         }

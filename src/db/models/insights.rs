@@ -1,7 +1,8 @@
 //! The insights rollup tables (`insights_*`): what the refresh job reads from the Service Ping
 //! tables and writes into its own. Metric values are read from the ingest tables ONLY here
-//! ([`list_metric_values_of`], the fallback) and from the stored payload
-//! (`crate::insights::values`), so a change in how ingest stores them is two places to follow.
+//! ([`list_metric_values_of`], the job's fallback; [`list_key_values`], the on-demand series)
+//! and from the stored payload (`crate::insights::values`), so a change in how ingest stores
+//! them is two places to follow.
 
 use chrono::{NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
@@ -13,8 +14,6 @@ use crate::db::schema::{
 use crate::db::{AnyConnection, DbError};
 use crate::with_conn;
 
-/// Metric rows per insert statement (6 variables each; SQLite allows 32,766).
-const METRIC_ROWS_PER_INSERT: usize = 5_000;
 /// Key ids per look-up statement.
 const KEYS_PER_LOOKUP: usize = 5_000;
 
@@ -286,6 +285,10 @@ pub struct PeriodRow {
     pub country: Option<String>,
     /// Internal / staging host.
     pub excluded: bool,
+    /// The counted submission of the installation's previous period of this kind:
+    /// [`NO_PREVIOUS`] when there is none, `None` when not known (a row written by an earlier
+    /// release during a rolling upgrade).
+    pub previous_usage_data_id: Option<i64>,
 }
 
 macro_rules! period_columns {
@@ -304,10 +307,14 @@ macro_rules! period_columns {
             insights_periods::installation_type,
             insights_periods::country,
             insights_periods::excluded,
+            insights_periods::previous_usage_data_id,
         )
     };
 }
 pub(crate) use period_columns;
+
+/// `previous_usage_data_id` of an installation's first period (submission ids start at 1).
+pub const NO_PREVIOUS: i64 = 0;
 
 /// Which neighbour of a period to find.
 #[derive(Debug, Clone, Copy)]
@@ -371,97 +378,52 @@ pub fn upsert_period(conn: &mut AnyConnection, row: &PeriodRow) -> Result<(), Db
             insights_periods::installation_type.eq(excluded(insights_periods::installation_type)),
             insights_periods::country.eq(excluded(insights_periods::country)),
             insights_periods::excluded.eq(excluded(insights_periods::excluded)),
+            insights_periods::previous_usage_data_id
+                .eq(excluded(insights_periods::previous_usage_data_id)),
         ))
         .execute(c))?;
     Ok(())
 }
 
-/// One metric's period value for an installation (`None` value = special).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct MetricValueRow {
-    /// `metric_keys.id`.
-    pub key_id: i64,
-    /// The period value; `None` when special.
-    pub value: Option<f64>,
-}
-
-/// Replaces every metric period value of one installation in one period. Only the rows that
-/// differ are written (deleted, then inserted anew): from one week to the next most of a
-/// payload's ~4,000 leaves keep their value, and a write is what the ingest writer waits on.
-pub fn replace_metric_values(
+/// Points a period at the counted submission of the installation's period before it.
+pub fn set_previous(
     conn: &mut AnyConnection,
     kind: &str,
-    start: NaiveDate,
     installation_id: i64,
-    rows: &[MetricValueRow],
+    start: NaiveDate,
+    previous_usage_data_id: Option<i64>,
 ) -> Result<(), DbError> {
-    let stored: Vec<(i64, Option<f64>)> = with_conn!(conn, |c| insights_metric_values::table
-        .filter(insights_metric_values::installation_id.eq(installation_id))
-        .filter(insights_metric_values::period_kind.eq(kind))
-        .filter(insights_metric_values::period_start.eq(start))
-        .select((
-            insights_metric_values::key_id,
-            insights_metric_values::value
-        ))
-        .load(c))?;
-    let stored: std::collections::HashMap<i64, Option<u64>> = stored
-        .into_iter()
-        .map(|(key, value)| (key, value.map(f64::to_bits)))
-        .collect();
-    // Bit equality: a rewrite is skipped only when the stored row is exactly the new one.
-    let changed: Vec<&MetricValueRow> = rows
-        .iter()
-        .filter(|r| stored.get(&r.key_id) != Some(&r.value.map(f64::to_bits)))
-        .collect();
-    let wanted: std::collections::HashSet<i64> = rows.iter().map(|r| r.key_id).collect();
-    let mut delete: Vec<i64> = stored
-        .keys()
-        .filter(|key| !wanted.contains(key))
-        .copied()
-        .collect();
-    delete.extend(
-        changed
-            .iter()
-            .filter(|r| stored.contains_key(&r.key_id))
-            .map(|r| r.key_id),
-    );
-    with_conn!(conn, |c| {
-        for chunk in delete.chunks(KEYS_PER_LOOKUP) {
-            diesel::delete(
-                insights_metric_values::table
-                    .filter(insights_metric_values::period_kind.eq(kind))
-                    .filter(insights_metric_values::key_id.eq_any(chunk))
-                    .filter(insights_metric_values::period_start.eq(start))
-                    .filter(insights_metric_values::installation_id.eq(installation_id)),
-            )
-            .execute(c)?;
-        }
-        for chunk in changed.chunks(METRIC_ROWS_PER_INSERT) {
-            let values: Vec<_> = chunk
-                .iter()
-                .map(|r| {
-                    (
-                        insights_metric_values::period_kind.eq(kind),
-                        insights_metric_values::key_id.eq(r.key_id),
-                        insights_metric_values::period_start.eq(start),
-                        insights_metric_values::installation_id.eq(installation_id),
-                        insights_metric_values::value.eq(r.value),
-                        insights_metric_values::special.eq(r.value.is_none()),
-                    )
-                })
-                .collect();
-            diesel::insert_into(insights_metric_values::table)
-                .values(values)
-                .execute(c)?;
-        }
-        Ok::<_, diesel::result::Error>(())
-    })?;
+    with_conn!(conn, |c| diesel::update(
+        insights_periods::table
+            .filter(insights_periods::period_kind.eq(kind))
+            .filter(insights_periods::period_start.eq(start))
+            .filter(insights_periods::installation_id.eq(installation_id))
+    )
+    .set(insights_periods::previous_usage_data_id.eq(previous_usage_data_id))
+    .execute(c))?;
     Ok(())
+}
+
+/// `(usage_data_id, value)` of one metric in the submissions whose id lies in
+/// `[low, high]`. `usage_data_metrics` is keyed by metric first, so this is one index range
+/// whatever else the store holds; the caller keeps the submissions it asked for.
+pub fn list_key_values(
+    conn: &mut AnyConnection,
+    key_id: i64,
+    low: i64,
+    high: i64,
+) -> Result<Vec<(i64, f64)>, DbError> {
+    Ok(with_conn!(conn, |c| usage_data_metrics::table
+        .filter(usage_data_metrics::key_id.eq(key_id))
+        .filter(usage_data_metrics::usage_data_id.between(low, high))
+        .select((usage_data_metrics::usage_data_id, usage_data_metrics::value))
+        .load(c))?)
 }
 
 /// Empties every rollup table (for `insights rebuild`), in one transaction with `then`.
 pub fn reset_all(conn: &mut AnyConnection) -> Result<(), DbError> {
     with_conn!(conn, |c| {
+        // No longer written; emptied so that a rebuild frees what earlier releases kept.
         diesel::delete(insights_metric_values::table).execute(c)?;
         diesel::delete(insights_periods::table).execute(c)?;
         diesel::delete(insights_submissions::table).execute(c)?;

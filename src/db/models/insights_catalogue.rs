@@ -5,8 +5,8 @@ use chrono::NaiveDate;
 use diesel::prelude::*;
 
 use crate::db::schema::{
-    insights_installations, insights_key_months, insights_metric_catalogue, insights_metric_values,
-    insights_periods, metric_definitions, metric_keys,
+    insights_installations, insights_key_months, insights_metric_catalogue, insights_periods,
+    metric_definitions, metric_keys,
 };
 use crate::db::{AnyConnection, DbError};
 use crate::domain::insights::definitions::Definition;
@@ -242,41 +242,25 @@ pub fn reset(conn: &mut AnyConnection) -> Result<(), DbError> {
     Ok(())
 }
 
-/// `(installation_id, uuid, hostname, value)` of every installation with a non-special value
-/// of the key in one period.
-pub fn list_period_values(
+/// `installation id → (uuid, hostname)` of the given installations.
+pub fn list_installation_names(
     conn: &mut AnyConnection,
-    kind: &str,
-    key_id: i64,
-    start: NaiveDate,
-    include_excluded: bool,
-) -> Result<Vec<(i64, String, String, f64)>, DbError> {
-    let rows: Vec<(i64, String, String, Option<f64>)> =
-        with_conn!(conn, |c| insights_metric_values::table
-            .inner_join(
-                insights_installations::table
-                    .on(insights_installations::id.eq(insights_metric_values::installation_id)),
-            )
-            .filter(insights_metric_values::period_kind.eq(kind))
-            .filter(insights_metric_values::key_id.eq(key_id))
-            .filter(insights_metric_values::period_start.eq(start))
-            .filter(insights_metric_values::value.is_not_null())
-            .filter(
-                insights_installations::excluded
-                    .eq(false)
-                    .or(insights_installations::excluded.eq(include_excluded)),
-            )
+    ids: &[i64],
+) -> Result<std::collections::HashMap<i64, (String, String)>, DbError> {
+    let mut names = std::collections::HashMap::with_capacity(ids.len());
+    // Bound parameters per statement stay far below both stores' limits.
+    for chunk in ids.chunks(5_000) {
+        let rows: Vec<(i64, String, String)> = with_conn!(conn, |c| insights_installations::table
+            .filter(insights_installations::id.eq_any(chunk))
             .select((
                 insights_installations::id,
                 insights_installations::uuid,
                 insights_installations::hostname,
-                insights_metric_values::value,
             ))
             .load(c))?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(id, u, h, v)| v.map(|v| (id, u, h, v)))
-        .collect())
+        names.extend(rows.into_iter().map(|(id, u, h)| (id, (u, h))));
+    }
+    Ok(names)
 }
 
 /// The latest period start of a kind with any counted submission before `before`.

@@ -7,8 +7,7 @@ use diesel::prelude::*;
 
 use super::insights::{period_columns, PeriodRow, SubmissionRow};
 use crate::db::schema::{
-    insights_installations, insights_metric_values, insights_periods, insights_submissions,
-    version_checks,
+    insights_installations, insights_periods, insights_submissions, version_checks,
 };
 use crate::db::{AnyConnection, DbError};
 use crate::domain::insights::dimension::Dimension;
@@ -90,62 +89,6 @@ pub fn list_periods(
             insights_periods::installation_id,
         ))
         .select(period_columns!())
-        .load(c))?)
-}
-
-/// One installation's period value of a metric, with the groups it falls in.
-#[derive(Debug, Clone, PartialEq, Queryable)]
-pub struct MetricPoint {
-    /// Period start.
-    pub period_start: NaiveDate,
-    /// Installation.
-    pub installation_id: i64,
-    /// Period value; `None` = special (excluded).
-    pub value: Option<f64>,
-    /// Tier of the counted submission.
-    pub tier: String,
-    /// Edition of the counted submission.
-    pub edition: Option<String>,
-}
-
-/// A metric's period values in `[from, to)`.
-pub fn list_metric_points(
-    conn: &mut AnyConnection,
-    kind: &str,
-    key_id: i64,
-    from: NaiveDate,
-    to: NaiveDate,
-    include_excluded: bool,
-) -> Result<Vec<MetricPoint>, DbError> {
-    Ok(with_conn!(conn, |c| insights_metric_values::table
-        .inner_join(
-            insights_periods::table.on(insights_periods::period_kind
-                .eq(insights_metric_values::period_kind)
-                .and(insights_periods::period_start.eq(insights_metric_values::period_start))
-                .and(
-                    insights_periods::installation_id.eq(insights_metric_values::installation_id)
-                )),
-        )
-        .filter(insights_metric_values::period_kind.eq(kind))
-        .filter(insights_metric_values::key_id.eq(key_id))
-        .filter(insights_metric_values::period_start.ge(from))
-        .filter(insights_metric_values::period_start.lt(to))
-        .filter(
-            insights_periods::excluded
-                .eq(false)
-                .or(insights_periods::excluded.eq(include_excluded)),
-        )
-        .order((
-            insights_metric_values::period_start,
-            insights_metric_values::installation_id,
-        ))
-        .select((
-            insights_metric_values::period_start,
-            insights_metric_values::installation_id,
-            insights_metric_values::value,
-            insights_periods::tier,
-            insights_periods::edition,
-        ))
         .load(c))?)
 }
 
