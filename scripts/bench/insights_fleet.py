@@ -108,11 +108,22 @@ def timing(args):
         f"/api/v1/insights/backport?days=28",
         f"/api/v1/insights/vulnerable?days=28",
         f"/api/v1/insights/installation?uuid=bench-000007&hostname=gitlab-000007.bench.example",
+        f"/api/v1/insights/metrics/{key}?period=month&by=edition",
+        f"/api/v1/insights/backport?days=28&affected_from=18.2.0&affected_to=18.6.9",
+        f"/api/v1/insights/overview/activity?period=week&from={frm}",
+        f"/api/v1/insights/overview/sources?period=week&from={frm}",
+        f"/api/v1/insights/versions/penetration?period=week&from={frm}",
+        f"/api/v1/insights/versions/behind?period=week&from={frm}",
+        f"/api/v1/insights/versions/days_behind?period=week&from={frm}",
+        f"/api/v1/insights/versions/vulnerable_share?period=week&from={frm}",
+        f"/api/v1/insights/versions/sources?period=week&from={frm}",
+        f"/api/v1/insights/licences/utilisation?period=week&from={frm}",
+        f"/api/v1/insights/licences?list=expiring&within=90",
     ]
     pages = [
         "/console/insights", "/console/insights/versions", "/console/insights/backport",
         "/console/insights/metrics", f"/console/insights/metrics?key={key}&period=week",
-        "/console/insights/vulnerable",
+        "/console/insights/vulnerable", "/console/insights/licences",
         "/console/insights/installation?uuid=bench-000007&hostname=gitlab-000007.bench.example",
     ]
     rows = []

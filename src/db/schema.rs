@@ -190,6 +190,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    /// Summary fields beyond `usage_data`'s 32 columns; a row only when one was sent.
+    usage_data_extra (usage_data_id) {
+        /// The submission.
+        usage_data_id -> BigInt,
+        /// `license_starts_at` (a date; a full timestamp is reduced to its UTC date).
+        license_starts_at -> Nullable<Date>,
+    }
+}
+
+diesel::table! {
     /// Dictionary of flattened metric key paths.
     metric_keys (id) {
         /// Key id.
@@ -274,9 +284,11 @@ diesel::table! {
 }
 
 diesel::joinable!(usage_data_raw -> usage_data (usage_data_id));
+diesel::joinable!(usage_data_extra -> usage_data (usage_data_id));
 diesel::allow_tables_to_appear_in_same_query!(
     usage_data,
     usage_data_raw,
+    usage_data_extra,
     usage_data_metrics,
     metric_keys
 );

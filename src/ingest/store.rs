@@ -145,6 +145,7 @@ fn write_group(
             continue;
         };
         usage_data_raw::insert_raw(conn, id, &submission.raw)?;
+        usage_data::insert_extra(conn, id, summary)?;
         for metric in submission.metrics.iter() {
             let key_id = *ids.get(metric.key).ok_or_else(|| {
                 DbError::Inconsistent(format!("metric key `{}` was not resolved", metric.key))

@@ -118,6 +118,8 @@ pub(crate) struct LicenceRow {
     pub(crate) historical_max_users: Option<i64>,
     /// Active users above seats.
     pub(crate) over_by: Option<i64>,
+    /// `license_starts_at`.
+    pub(crate) starts_at: Option<NaiveDate>,
     /// `license_expires_at`.
     pub(crate) expires_at: Option<NaiveDate>,
     /// Days from today to the expiry (negative when expired).
@@ -182,6 +184,7 @@ pub(crate) fn list(
                 (Some(a), Some(s)) if a > s => Some(a - s),
                 _ => None,
             },
+            starts_at: l.license_starts_at,
             expires_at: l.license_expires_at,
             days_to_expiry: l.license_expires_at.map(|e| (e - today).num_days()),
             trial,

@@ -230,6 +230,11 @@ pub(crate) const CHECKS: [(&str, &str); 4] = [
     ("staging.z.example", "18.8.0"),
 ];
 
+/// When a test licence started: a year before it expires.
+pub(crate) fn starts_of(expires: NaiveDate) -> NaiveDate {
+    expires - Duration::days(365)
+}
+
 pub(crate) fn payload(p: &Ping) -> Vec<u8> {
     let add_ons = match p.add_on {
         Some(n) => json!({"GitLab_FileLocks": n}),
@@ -240,6 +245,8 @@ pub(crate) fn payload(p: &Ping) -> Vec<u8> {
         "recorded_at": format!("{} UTC", p.at.format("%Y-%m-%d %H:%M:%S")),
         "active_user_count": p.active, "license_user_count": p.seats,
         "license_expires_at": p.expires.map(|d| d.to_string()), "license_trial": p.trial,
+        // a full timestamp, as GitLab sends it: the licence ran a year before its expiry
+        "license_starts_at": p.expires.map(|d| starts_of(d).format("%Y-%m-%dT08:30:00.000Z").to_string()),
         "license_add_ons": add_ons, "license_plan": p.edition.to_lowercase(),
     }))
 }

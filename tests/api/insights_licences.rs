@@ -3,7 +3,9 @@
 
 use crate::console_support::{get_with, login_as};
 use crate::helpers::TestApp;
-use crate::insights_fleet::{arrange, counted, excluded, fleet, get_json, rows, Ping, RANGE};
+use crate::insights_fleet::{
+    arrange, counted, excluded, fleet, get_json, rows, starts_of, Ping, RANGE,
+};
 use chrono::{Duration, Utc};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -133,6 +135,16 @@ async fn licences_utilisation_and_lists() {
     );
     assert_eq!(r1["add_ons"], "GitLab_FileLocks=1");
     assert_eq!(r1["days_to_expiry"].as_i64(), Some(20));
+    let expires = fleet()
+        .into_iter()
+        .find(|p| p.host == r1["hostname"].as_str().unwrap())
+        .and_then(|p| p.expires)
+        .unwrap();
+    assert_eq!(
+        r1["starts_at"].as_str(),
+        Some(starts_of(expires).to_string().as_str()),
+        "license_starts_at is kept (as its UTC date)"
+    );
     let body = get_json(&app, &token, "/api/v1/insights/licences?list=trials").await;
     let r4 = rows(&body)
         .iter()

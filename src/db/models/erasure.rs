@@ -11,9 +11,9 @@ use diesel::prelude::*;
 
 use crate::db::schema::{
     erasure_subjects, erasures, hosts, insights_installations, insights_metric_values,
-    insights_periods, insights_submissions, metric_keys, usage_data, usage_data_metrics,
-    usage_data_raw, usage_ping_errors, usage_ping_metadata, usage_ping_metadata_metrics,
-    version_checks, version_checks_monthly,
+    insights_periods, insights_submissions, metric_keys, usage_data, usage_data_extra,
+    usage_data_metrics, usage_data_raw, usage_ping_errors, usage_ping_metadata,
+    usage_ping_metadata_metrics, version_checks, version_checks_monthly,
 };
 use crate::db::{AnyConnection, DbError};
 use crate::with_conn;
@@ -102,6 +102,7 @@ type Step = fn(&mut AnyConnection, &Installation) -> Result<usize, DbError>;
 pub const OWNED_TABLES: &[(&str, Step)] = &[
     ("usage_data_metrics", delete_metrics),
     ("usage_data_raw", delete_raw),
+    ("usage_data_extra", delete_extra),
     ("usage_data", delete_submissions),
     ("usage_ping_metadata_metrics", delete_metadata_metrics),
     ("usage_ping_metadata", delete_metadata),
@@ -413,6 +414,17 @@ fn delete_raw(conn: &mut AnyConnection, inst: &Installation) -> Result<usize, Db
     for ids in inst.submission_ids.chunks(IDS_PER_STATEMENT) {
         n += with_conn!(conn, |c| diesel::delete(
             usage_data_raw::table.filter(usage_data_raw::usage_data_id.eq_any(ids))
+        )
+        .execute(c))?;
+    }
+    Ok(n)
+}
+
+fn delete_extra(conn: &mut AnyConnection, inst: &Installation) -> Result<usize, DbError> {
+    let mut n = 0;
+    for ids in inst.submission_ids.chunks(IDS_PER_STATEMENT) {
+        n += with_conn!(conn, |c| diesel::delete(
+            usage_data_extra::table.filter(usage_data_extra::usage_data_id.eq_any(ids))
         )
         .execute(c))?;
     }

@@ -7,8 +7,8 @@ use diesel::dsl::min;
 use diesel::prelude::*;
 
 use crate::db::schema::{
-    insights_installations, insights_periods, metric_keys, usage_data, usage_data_metrics,
-    version_checks,
+    insights_installations, insights_periods, metric_keys, usage_data, usage_data_extra,
+    usage_data_metrics, version_checks,
 };
 use crate::db::{AnyConnection, DbError};
 use crate::with_conn;
@@ -102,6 +102,8 @@ pub(crate) struct LicenceFields {
     pub(crate) license_expires_at: Option<NaiveDate>,
     /// `license_user_count` (seats).
     pub(crate) license_user_count: Option<i64>,
+    /// `license_starts_at` (`usage_data_extra`).
+    pub(crate) license_starts_at: Option<NaiveDate>,
 }
 
 /// The licence fields of the given submissions (any order; ids no longer stored are absent).
@@ -112,6 +114,7 @@ pub(crate) fn list_licence_fields(
     let mut out = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(IDS_PER_LOOKUP) {
         let rows: Vec<LicenceFields> = with_conn!(conn, |c| usage_data::table
+            .left_join(usage_data_extra::table)
             .filter(usage_data::id.eq_any(chunk))
             .select((
                 usage_data::id,
@@ -122,6 +125,7 @@ pub(crate) fn list_licence_fields(
                 usage_data::license_trial,
                 usage_data::license_expires_at,
                 usage_data::license_user_count,
+                usage_data_extra::license_starts_at.nullable(),
             ))
             .load(c))?;
         out.extend(rows);

@@ -9,8 +9,9 @@ use diesel::prelude::*;
 use diesel::upsert::excluded;
 
 use crate::db::schema::{
-    hosts, metric_keys, usage_data, usage_data_metrics, usage_data_raw, usage_ping_errors,
-    usage_ping_metadata, usage_ping_metadata_metrics, version_checks, version_checks_monthly,
+    hosts, metric_keys, usage_data, usage_data_extra, usage_data_metrics, usage_data_raw,
+    usage_ping_errors, usage_ping_metadata, usage_ping_metadata_metrics, version_checks,
+    version_checks_monthly,
 };
 use crate::db::{AnyConnection, DbError};
 use crate::with_conn;
@@ -219,6 +220,10 @@ pub fn delete_submissions_received_before(
             .execute(c)?;
             diesel::delete(
                 usage_data_raw::table.filter(usage_data_raw::usage_data_id.eq_any(&ids)),
+            )
+            .execute(c)?;
+            diesel::delete(
+                usage_data_extra::table.filter(usage_data_extra::usage_data_id.eq_any(&ids)),
             )
             .execute(c)?;
             Ok(diesel::delete(usage_data::table.filter(usage_data::id.eq_any(&ids))).execute(c)?)

@@ -13,7 +13,7 @@ use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
 
 use crate::db::models::usage_data_raw::RawPayload;
-use crate::db::schema::{metric_keys, usage_data, usage_data_metrics};
+use crate::db::schema::{metric_keys, usage_data, usage_data_extra, usage_data_metrics};
 use crate::db::{AnyConnection, DbError, JsonText};
 use crate::domain::devops::FeatureScores;
 use crate::domain::payload::{FlatMetrics, PayloadSummary};
@@ -369,6 +369,24 @@ pub fn insert_submission(
     .returning(usage_data::id)
     .get_result(c)
     .optional())?)
+}
+
+/// Stores the summary fields beyond `usage_data`'s columns, when the payload sent any.
+pub fn insert_extra(
+    conn: &mut AnyConnection,
+    usage_data_id: i64,
+    summary: &crate::domain::payload::PayloadSummary,
+) -> Result<(), DbError> {
+    if summary.license_starts_at.is_none() {
+        return Ok(());
+    }
+    with_conn!(conn, |c| diesel::insert_into(usage_data_extra::table)
+        .values((
+            usage_data_extra::usage_data_id.eq(usage_data_id),
+            usage_data_extra::license_starts_at.eq(summary.license_starts_at),
+        ))
+        .execute(c))?;
+    Ok(())
 }
 
 /// Makes commits on this connection durable before they return: on SQLite,

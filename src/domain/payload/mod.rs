@@ -205,6 +205,8 @@ pub struct PayloadSummary {
     pub license_trial: Option<bool>,
     /// `license_expires_at` (a date; a full timestamp is reduced to its UTC date).
     pub license_expires_at: Option<NaiveDate>,
+    /// `license_starts_at` (read like `license_expires_at`).
+    pub license_starts_at: Option<NaiveDate>,
     /// `license_user_count`.
     pub license_user_count: Option<i64>,
     /// `licensee.Name`.
@@ -278,7 +280,7 @@ pub fn parse_payload(bytes: &[u8], limits: &PayloadLimits) -> Result<ParsedPaylo
 
 /// Top-level fields read into the summary; the parser keeps them as values while it streams
 /// everything else into the flattened metrics.
-const IDENTITY_FIELDS: [&str; 17] = [
+const IDENTITY_FIELDS: [&str; 18] = [
     "uuid",
     "recorded_at",
     "unique_instance_id",
@@ -294,6 +296,7 @@ const IDENTITY_FIELDS: [&str; 17] = [
     "license_plan",
     "license_trial",
     "license_expires_at",
+    "license_starts_at",
     "license_user_count",
     "licensee",
 ];

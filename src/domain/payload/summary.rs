@@ -41,6 +41,7 @@ pub(super) fn summarize(object: &Map<String, Value>) -> Result<PayloadSummary, P
         license_plan: lenient_string(object.get("license_plan")),
         license_trial: lenient_bool(object.get("license_trial")),
         license_expires_at: lenient_date(object.get("license_expires_at")),
+        license_starts_at: lenient_date(object.get("license_starts_at")),
         license_user_count: lenient_count(object.get("license_user_count")),
         licensee_name,
         recorded_at,

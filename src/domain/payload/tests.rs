@@ -290,7 +290,7 @@ fn optional_fields_are_lenient() {
         r#""active_user_count":"123","historical_max_users":150.0,"license_id":"SELECT 1",
                "license_trial":"true","license_user_count":true,"edition":7,
                "license_expires_at":"2025-12-31","licensee":{"Name":"ACME","Email":"x@y"},
-               "license_plan":"" "#,
+               "license_starts_at":"2025-01-01T10:00:00.000Z","license_plan":"" "#,
     ))
     .unwrap();
     let s = parsed.summary;
@@ -301,6 +301,7 @@ fn optional_fields_are_lenient() {
     assert_eq!(s.license_user_count, None);
     assert_eq!(s.edition, None);
     assert_eq!(s.license_expires_at, NaiveDate::from_ymd_opt(2025, 12, 31));
+    assert_eq!(s.license_starts_at, NaiveDate::from_ymd_opt(2025, 1, 1));
     assert_eq!(s.licensee_name.as_deref(), Some("ACME"));
     assert_eq!(s.license_plan, None);
     assert_eq!(s.hostname, None);
