@@ -92,6 +92,64 @@ pub fn list_periods(
         .load(c))?)
 }
 
+/// One counted submission's value of a metric, with the value of the installation's
+/// previous counted submission (the baseline of all-time counters).
+#[derive(Debug, Clone, QueryableByName)]
+pub struct MetricPeriodRow {
+    /// Period start.
+    #[diesel(sql_type = diesel::sql_types::Date)]
+    pub period_start: NaiveDate,
+    /// Installation.
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub installation_id: i64,
+    /// Tier of the counted submission.
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub tier: String,
+    /// Its edition.
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    pub edition: Option<String>,
+    /// Its value of the metric.
+    #[diesel(sql_type = diesel::sql_types::Double)]
+    pub value: f64,
+    /// `insights_periods.previous_usage_data_id` (0: none; NULL: not known).
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    pub previous_usage_data_id: Option<i64>,
+    /// The previous counted submission's value of the metric, when it has one.
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Double>)]
+    pub previous_value: Option<f64>,
+}
+
+/// The counted submissions of `[from, to)` that carry metric `key_id`, with their value and
+/// their previous period's value, ordered by period and installation: one pass over the
+/// periods, each joined to `usage_data_metrics` by its primary key (metric, submission), so
+/// only the columns a series needs leave the store.
+pub fn list_metric_period_rows(
+    conn: &mut AnyConnection,
+    kind: &str,
+    key_id: i64,
+    from: NaiveDate,
+    to: NaiveDate,
+    include_excluded: bool,
+) -> Result<Vec<MetricPeriodRow>, DbError> {
+    use diesel::sql_types::{BigInt, Bool, Date, Text};
+    let sql = "SELECT p.period_start, p.installation_id, p.tier, p.edition, m.value, \
+                      p.previous_usage_data_id, b.value AS previous_value \
+               FROM insights_periods p \
+               JOIN usage_data_metrics m ON m.key_id = $1 AND m.usage_data_id = p.usage_data_id \
+               LEFT JOIN usage_data_metrics b \
+                      ON b.key_id = $1 AND b.usage_data_id = p.previous_usage_data_id \
+               WHERE p.period_kind = $2 AND p.period_start >= $3 AND p.period_start < $4 \
+                 AND (p.excluded = $5 OR p.excluded = FALSE) \
+               ORDER BY p.period_start, p.installation_id";
+    Ok(with_conn!(conn, |c| diesel::sql_query(sql)
+        .bind::<BigInt, _>(key_id)
+        .bind::<Text, _>(kind)
+        .bind::<Date, _>(from)
+        .bind::<Date, _>(to)
+        .bind::<Bool, _>(include_excluded)
+        .load(c))?)
+}
+
 /// `(installation_id, hostname, recorded_at, usage_data_id, version, uuid)` of one submission.
 pub type WindowSubmission = (i64, String, NaiveDateTime, i64, Option<String>, String);
 
