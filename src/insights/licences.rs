@@ -45,27 +45,22 @@ pub(crate) fn utilisation(
     conn: &mut AnyConnection,
     range: &Range,
 ) -> Result<Vec<UtilisationRow>, DbError> {
-    let periods = q::list_periods(
+    let rows = f::list_seat_rows(
         conn,
         range.kind.as_str(),
         range.from,
         range.to,
         range.include_internal,
     )?;
-    let ids: Vec<i64> = periods.iter().map(|p| p.usage_data_id).collect();
-    let fields = by_id(f::list_licence_fields(conn, &ids)?);
     let mut groups: BTreeMap<(NaiveDate, String), (u64, i64, i64, u64)> = BTreeMap::new();
-    for p in &periods {
-        let Some(l) = fields.get(&p.usage_data_id) else {
-            continue;
-        };
+    for r in rows {
         let (Some(active), Some(seat_count)) = (
-            active_users(l.active_user_count),
-            seats(l.license_user_count),
+            active_users(Some(r.active_user_count)),
+            seats(Some(r.license_user_count)),
         ) else {
             continue;
         };
-        let slot = groups.entry((p.period_start, p.tier.clone())).or_default();
+        let slot = groups.entry((r.period_start, r.tier)).or_default();
         slot.0 += 1;
         slot.1 += active;
         slot.2 += seat_count;
