@@ -350,7 +350,7 @@ pub(crate) fn penetration(
     range: &Range,
     version: &Version,
 ) -> Result<Vec<PenetrationRow>, DbError> {
-    let rows = q::list_periods(
+    let groups = q::count_period_versions(
         conn,
         range.kind.as_str(),
         range.from,
@@ -358,13 +358,14 @@ pub(crate) fn penetration(
         range.include_internal,
     )?;
     let mut counts: BTreeMap<NaiveDate, (u64, u64)> = BTreeMap::new();
-    for r in rows {
-        let Some(v) = r.version.as_deref().and_then(|t| Version::parse(t).ok()) else {
+    for g in groups {
+        let Some(v) = g.version.as_deref().and_then(|t| Version::parse(t).ok()) else {
             continue;
         };
-        let slot = counts.entry(r.period_start).or_default();
-        slot.0 += 1;
-        slot.1 += u64::from(v >= *version);
+        let n = g.installations.max(0) as u64;
+        let slot = counts.entry(g.period_start).or_default();
+        slot.0 += n;
+        slot.1 += if v >= *version { n } else { 0 };
     }
     Ok(counts
         .into_iter()
@@ -414,14 +415,14 @@ pub(crate) fn behind(
 }
 
 /// Installations per period, by a class of their counted submission's (version, day):
-/// `classify` runs once per distinct pair. A submission whose version does not parse, or
+/// `classify` runs once per (period, version, day) group the store counted. A submission whose version does not parse, or
 /// that `classify` leaves out (`None`), is counted under `None`, listed after every class.
 fn count_by_version_day<K: Ord + Copy>(
     conn: &mut AnyConnection,
     range: &Range,
     classify: impl Fn(&Version, NaiveDate) -> Option<K>,
 ) -> Result<Vec<(NaiveDate, Option<K>, u64)>, DbError> {
-    let rows = q::list_periods(
+    let groups = q::count_period_versions(
         conn,
         range.kind.as_str(),
         range.from,
@@ -430,18 +431,16 @@ fn count_by_version_day<K: Ord + Copy>(
     )?;
     // (period, unknown, class): `true` sorts the unknown after every class
     let mut counts: BTreeMap<(NaiveDate, bool, Option<K>), u64> = BTreeMap::new();
-    let mut memo: HashMap<(String, NaiveDate), Option<K>> = HashMap::new();
-    for r in rows {
-        let day = r.recorded_at.date();
-        let text = r.version.clone().unwrap_or_default();
-        let class = *memo.entry((text.clone(), day)).or_insert_with(|| {
-            Version::parse(&text)
-                .ok()
-                .and_then(|version| classify(&version, day))
-        });
+    for g in groups {
+        // one row per (period, version, day): classify runs once per row, no memo needed
+        let class = g
+            .version
+            .as_deref()
+            .and_then(|text| Version::parse(text).ok())
+            .and_then(|version| classify(&version, g.day));
         *counts
-            .entry((r.period_start, class.is_none(), class))
-            .or_default() += 1;
+            .entry((g.period_start, class.is_none(), class))
+            .or_default() += g.installations.max(0) as u64;
     }
     Ok(counts
         .into_iter()

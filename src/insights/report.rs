@@ -194,7 +194,7 @@ fn line_key(text: &str) -> (i64, i64) {
 
 /// Installations per period and minor line.
 pub fn versions(conn: &mut AnyConnection, range: &Range) -> Result<Vec<VersionsRow>, DbError> {
-    let periods = q::list_periods(
+    let groups = q::count_period_versions(
         conn,
         range.kind.as_str(),
         range.from,
@@ -202,11 +202,11 @@ pub fn versions(conn: &mut AnyConnection, range: &Range) -> Result<Vec<VersionsR
         range.include_internal,
     )?;
     let mut counts: BTreeMap<(NaiveDate, (i64, i64), String), i64> = BTreeMap::new();
-    for p in periods {
-        let line = line_text(p.version_major, p.version_minor);
+    for g in groups {
+        let line = line_text(g.version_major, g.version_minor);
         *counts
-            .entry((p.period_start, line_key(&line), line))
-            .or_default() += 1;
+            .entry((g.period_start, line_key(&line), line))
+            .or_default() += g.installations;
     }
     Ok(counts
         .into_iter()
@@ -241,7 +241,7 @@ pub fn vulnerable_share(
     table: &ReleaseTable,
     range: &Range,
 ) -> Result<Vec<VulnerableShareRow>, DbError> {
-    let periods = q::list_periods(
+    let groups = q::count_period_versions(
         conn,
         range.kind.as_str(),
         range.from,
@@ -250,8 +250,8 @@ pub fn vulnerable_share(
     )?;
     let mut verdicts: HashMap<String, (bool, bool)> = HashMap::new();
     let mut out: BTreeMap<NaiveDate, (i64, i64, i64)> = BTreeMap::new();
-    for p in periods {
-        let Some(text) = p.version else { continue };
+    for g in groups {
+        let Some(text) = g.version else { continue };
         let Some((danger, critical)) = verdicts.get(&text).copied().or_else(|| {
             let v = Version::parse(&text).ok()?;
             let verdict = table.verdict(&v);
@@ -264,10 +264,10 @@ pub fn vulnerable_share(
         }) else {
             continue;
         };
-        let slot = out.entry(p.period_start).or_default();
-        slot.0 += 1;
-        slot.1 += i64::from(danger);
-        slot.2 += i64::from(critical);
+        let slot = out.entry(g.period_start).or_default();
+        slot.0 += g.installations;
+        slot.1 += i64::from(danger) * g.installations;
+        slot.2 += i64::from(critical) * g.installations;
     }
     Ok(out
         .into_iter()

@@ -92,6 +92,62 @@ pub fn list_periods(
         .load(c))?)
 }
 
+/// Counted submissions of one period sharing a version and a day.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct VersionDayCount {
+    /// Period start.
+    #[diesel(sql_type = diesel::sql_types::Date)]
+    pub period_start: NaiveDate,
+    /// Normalised version.
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    pub version: Option<String>,
+    /// Numeric major.
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    pub version_major: Option<i64>,
+    /// Numeric minor.
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    pub version_minor: Option<i64>,
+    /// UTC day of the effective `recorded_at`.
+    #[diesel(sql_type = diesel::sql_types::Date)]
+    pub day: NaiveDate,
+    /// Installations.
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub installations: i64,
+}
+
+/// Counted submissions of `[from, to)` per period, version and day: the store does the
+/// counting, so the version views read at most one row per version and day of a period
+/// instead of one per installation (the rules that need the version and the day, such as
+/// verdicts and versions behind, then run once per row).
+pub fn count_period_versions(
+    conn: &mut AnyConnection,
+    kind: &str,
+    from: NaiveDate,
+    to: NaiveDate,
+    include_excluded: bool,
+) -> Result<Vec<VersionDayCount>, DbError> {
+    use diesel::sql_types::{Bool, Date, Text};
+    // SQLite keeps timestamps as `YYYY-MM-DD HH:MM:SS` text: date() takes its day.
+    let day = match conn {
+        AnyConnection::Sqlite(_) => "date(p.recorded_at)",
+        AnyConnection::Postgres(_) => "CAST(p.recorded_at AS DATE)",
+    };
+    let sql = format!(
+        "SELECT p.period_start, p.version, p.version_major, p.version_minor, {day} AS day, \
+                COUNT(*) AS installations \
+         FROM insights_periods p \
+         WHERE p.period_kind = $1 AND p.period_start >= $2 AND p.period_start < $3 \
+           AND (p.excluded = $4 OR p.excluded = FALSE) \
+         GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 5"
+    );
+    Ok(with_conn!(conn, |c| diesel::sql_query(&sql)
+        .bind::<Text, _>(kind)
+        .bind::<Date, _>(from)
+        .bind::<Date, _>(to)
+        .bind::<Bool, _>(include_excluded)
+        .load(c))?)
+}
+
 /// One counted submission's value of a metric, with the value of the installation's
 /// previous counted submission (the baseline of all-time counters).
 #[derive(Debug, Clone, QueryableByName)]
