@@ -8,7 +8,6 @@ use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use super::report::Range;
-use crate::db::models::insights::PeriodRow;
 use crate::db::models::insights_fleet as f;
 use crate::db::models::insights_queries as q;
 use crate::db::{AnyConnection, DbError};
@@ -59,7 +58,7 @@ pub(crate) fn activity(
 ) -> Result<Vec<ActivityRow>, DbError> {
     let kind = range.kind;
     let before = previous_start(kind, kind.start_of(range.from));
-    let rows = q::list_periods(
+    let rows = q::list_period_installations(
         conn,
         kind.as_str(),
         before,
@@ -67,11 +66,8 @@ pub(crate) fn activity(
         range.include_internal,
     )?;
     let mut active: BTreeMap<NaiveDate, BTreeSet<i64>> = BTreeMap::new();
-    for r in &rows {
-        active
-            .entry(r.period_start)
-            .or_default()
-            .insert(r.installation_id);
+    for (period, installation) in rows {
+        active.entry(period).or_default().insert(installation);
     }
     let shown = shown_periods(range);
     let ids: Vec<i64> = shown
@@ -117,7 +113,7 @@ pub(crate) fn activity(
 /// Who reported in each period, from both sources, deduplicated by hostname.
 struct Sources {
     /// Counted Service Ping submissions per period, with the installation's hostname.
-    pings: BTreeMap<NaiveDate, Vec<(PeriodRow, String)>>,
+    pings: BTreeMap<NaiveDate, Vec<q::PeriodHost>>,
     /// Per period, hosts with a version check and no installation of that hostname with a
     /// submission in the period: host → version of its latest check in the period.
     check_only: BTreeMap<NaiveDate, BTreeMap<String, String>>,
@@ -125,32 +121,15 @@ struct Sources {
 
 fn sources(conn: &mut AnyConnection, range: &Range) -> Result<Sources, DbError> {
     let kind = range.kind;
-    let rows = q::list_periods(
+    let mut pings: BTreeMap<NaiveDate, Vec<q::PeriodHost>> = BTreeMap::new();
+    for r in q::list_period_hosts(
         conn,
         kind.as_str(),
         range.from,
         range.to,
         range.include_internal,
-    )?;
-    let ids: Vec<i64> = rows
-        .iter()
-        .map(|r| r.installation_id)
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let mut hostnames: HashMap<i64, String> = HashMap::new();
-    for chunk in ids.chunks(5_000) {
-        for (id, _, host) in q::list_installation_keys(conn, chunk)? {
-            hostnames.insert(id, host);
-        }
-    }
-    let mut pings: BTreeMap<NaiveDate, Vec<(PeriodRow, String)>> = BTreeMap::new();
-    for r in rows {
-        let host = hostnames
-            .get(&r.installation_id)
-            .cloned()
-            .unwrap_or_default();
-        pings.entry(r.period_start).or_default().push((r, host));
+    )? {
+        pings.entry(r.period_start).or_default().push(r);
     }
     // the latest check per (period, host), by (day, last_seen)
     let mut latest: BTreeMap<(NaiveDate, String), (NaiveDate, chrono::NaiveDateTime, String)> =
@@ -171,7 +150,7 @@ fn sources(conn: &mut AnyConnection, range: &Range) -> Result<Sources, DbError> 
     }
     let pinging: HashSet<(NaiveDate, &str)> = pings
         .iter()
-        .flat_map(|(p, list)| list.iter().map(move |(_, h)| (*p, h.as_str())))
+        .flat_map(|(p, list)| list.iter().map(move |r| (*p, r.hostname.as_str())))
         .collect();
     let mut check_only: BTreeMap<NaiveDate, BTreeMap<String, String>> = BTreeMap::new();
     for ((period, host), (_, _, version)) in latest {
@@ -294,7 +273,7 @@ pub(crate) fn version_sources(
     let s = sources(conn, range)?;
     let mut counts: BTreeMap<LineKey, (u64, u64)> = BTreeMap::new();
     for (period, list) in &s.pings {
-        for (r, _) in list {
+        for r in list {
             let line = match (r.version_major, r.version_minor) {
                 (Some(a), Some(b)) => format!("{a}.{b}"),
                 _ => UNKNOWN_GROUP.into(),

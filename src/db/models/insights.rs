@@ -291,6 +291,7 @@ pub struct PeriodRow {
     pub previous_usage_data_id: Option<i64>,
 }
 
+/// Every column of a [`PeriodRow`], in its field order.
 macro_rules! period_columns {
     () => {
         (
@@ -311,7 +312,6 @@ macro_rules! period_columns {
         )
     };
 }
-pub(crate) use period_columns;
 
 /// `previous_usage_data_id` of an installation's first period (submission ids start at 1).
 pub const NO_PREVIOUS: i64 = 0;

@@ -5,7 +5,7 @@ use chrono::{NaiveDate, NaiveDateTime};
 use diesel::dsl::count_star;
 use diesel::prelude::*;
 
-use super::insights::{period_columns, PeriodRow, SubmissionRow};
+use super::insights::SubmissionRow;
 use crate::db::schema::{
     insights_installations, insights_periods, insights_submissions, version_checks,
 };
@@ -67,14 +67,15 @@ pub fn count_installations(
     Ok(rows)
 }
 
-/// Every counted submission in the periods of `[from, to)`, by period.
-pub fn list_periods(
+/// `(period_start, installation_id)` of every counted submission in `[from, to)`: who was
+/// active when, and nothing else.
+pub fn list_period_installations(
     conn: &mut AnyConnection,
     kind: &str,
     from: NaiveDate,
     to: NaiveDate,
     include_excluded: bool,
-) -> Result<Vec<PeriodRow>, DbError> {
+) -> Result<Vec<(NaiveDate, i64)>, DbError> {
     Ok(with_conn!(conn, |c| insights_periods::table
         .filter(insights_periods::period_kind.eq(kind))
         .filter(insights_periods::period_start.ge(from))
@@ -84,11 +85,51 @@ pub fn list_periods(
                 .eq(false)
                 .or(insights_periods::excluded.eq(include_excluded)),
         )
-        .order((
+        .select((
             insights_periods::period_start,
             insights_periods::installation_id,
         ))
-        .select(period_columns!())
+        .load(c))?)
+}
+
+/// A counted submission's period, installation hostname and minor line.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct PeriodHost {
+    /// Period start.
+    #[diesel(sql_type = diesel::sql_types::Date)]
+    pub period_start: NaiveDate,
+    /// The installation's hostname (`""` when it has none).
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub hostname: String,
+    /// Numeric major.
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    pub version_major: Option<i64>,
+    /// Numeric minor.
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    pub version_minor: Option<i64>,
+}
+
+/// Every counted submission of `[from, to)` with its installation's hostname and its line:
+/// one join, four columns (the source views need no more).
+pub fn list_period_hosts(
+    conn: &mut AnyConnection,
+    kind: &str,
+    from: NaiveDate,
+    to: NaiveDate,
+    include_excluded: bool,
+) -> Result<Vec<PeriodHost>, DbError> {
+    use diesel::sql_types::{Bool, Date, Text};
+    let sql = "SELECT p.period_start, COALESCE(i.hostname, '') AS hostname, \
+                      p.version_major, p.version_minor \
+               FROM insights_periods p \
+               LEFT JOIN insights_installations i ON i.id = p.installation_id \
+               WHERE p.period_kind = $1 AND p.period_start >= $2 AND p.period_start < $3 \
+                 AND (p.excluded = $4 OR p.excluded = FALSE)";
+    Ok(with_conn!(conn, |c| diesel::sql_query(sql)
+        .bind::<Text, _>(kind)
+        .bind::<Date, _>(from)
+        .bind::<Date, _>(to)
+        .bind::<Bool, _>(include_excluded)
         .load(c))?)
 }
 
@@ -267,21 +308,6 @@ pub fn find_installation(
         .select((insights_installations::id, insights_installations::excluded))
         .first(c)
         .optional())?)
-}
-
-/// `(uuid, hostname)` of installations by id.
-pub fn list_installation_keys(
-    conn: &mut AnyConnection,
-    ids: &[i64],
-) -> Result<Vec<(i64, String, String)>, DbError> {
-    Ok(with_conn!(conn, |c| insights_installations::table
-        .filter(insights_installations::id.eq_any(ids))
-        .select((
-            insights_installations::id,
-            insights_installations::uuid,
-            insights_installations::hostname,
-        ))
-        .load(c))?)
 }
 
 /// Every processed submission of an installation, oldest first.
