@@ -46,22 +46,57 @@ pub(crate) fn first_periods_by_hostname(
 ) -> Result<Vec<(String, NaiveDate)>, DbError> {
     let mut out = Vec::with_capacity(hosts.len());
     for chunk in hosts.chunks(IDS_PER_LOOKUP) {
-        let rows: Vec<(String, Option<NaiveDate>)> = with_conn!(conn, |c| insights_periods::table
-            .inner_join(
-                insights_installations::table
-                    .on(insights_installations::id.eq(insights_periods::installation_id)),
-            )
-            .filter(insights_periods::period_kind.eq(kind))
-            .filter(insights_installations::hostname.eq_any(chunk))
-            .group_by(insights_installations::hostname)
-            .select((
-                insights_installations::hostname,
-                min(insights_periods::period_start),
-            ))
-            .load(c))?;
+        let rows: Vec<(String, Option<NaiveDate>)> = match conn {
+            // PostgreSQL compares each row with every element of an `= ANY($1)` array (no
+            // hashing for a bound array): 5,000 hostnames against 8,000 installations took
+            // ~450 ms. Unnested into a semi-join, the array is hashed once.
+            AnyConnection::Postgres(c) => {
+                use diesel::sql_types::{Array, Text};
+                // Each installation's first period is one probe of the (installation_id,
+                // period_kind, period_start) index; a join and group over the periods
+                // instead took ~150 ms per 5,000 hostnames at 8,000 installations.
+                let sql = "SELECT i.hostname, MIN((SELECT MIN(p.period_start) \
+                                                 FROM insights_periods p \
+                                                 WHERE p.installation_id = i.id \
+                                                   AND p.period_kind = $1)) AS first_period \
+                           FROM insights_installations i \
+                           WHERE i.hostname IN (SELECT unnest($2::text[])) \
+                           GROUP BY i.hostname";
+                diesel::sql_query(sql)
+                    .bind::<Text, _>(kind)
+                    .bind::<Array<Text>, _>(chunk)
+                    .load::<HostFirstPeriod>(&mut **c)?
+                    .into_iter()
+                    .map(|r| (r.hostname, r.first_period))
+                    .collect()
+            }
+            // SQLite turns an `IN (?, …)` list into a temporary index: no such cost.
+            AnyConnection::Sqlite(c) => insights_periods::table
+                .inner_join(
+                    insights_installations::table
+                        .on(insights_installations::id.eq(insights_periods::installation_id)),
+                )
+                .filter(insights_periods::period_kind.eq(kind))
+                .filter(insights_installations::hostname.eq_any(chunk))
+                .group_by(insights_installations::hostname)
+                .select((
+                    insights_installations::hostname,
+                    min(insights_periods::period_start),
+                ))
+                .load(&mut **c)?,
+        };
         out.extend(rows.into_iter().filter_map(|(h, p)| Some((h, p?))));
     }
     Ok(out)
+}
+
+/// A hostname's first period (PostgreSQL's form of [`first_periods_by_hostname`]).
+#[derive(QueryableByName)]
+struct HostFirstPeriod {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    hostname: String,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Date>)]
+    first_period: Option<NaiveDate>,
 }
 
 /// Version checks with a Referer host on days in `[from, to)`: `(host, day, version, last_seen)`.
