@@ -7,9 +7,9 @@ use chrono::NaiveDate;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use super::report::Range;
+use super::report::{line_key, line_text, Range};
 use crate::db::models::insights_fleet as f;
-use crate::db::models::insights_queries as q;
+use crate::db::models::insights_queries::{self as q, VersionDayCount};
 use crate::db::{AnyConnection, DbError};
 use crate::domain::insights::activity::{classify, previous_start, Activity};
 use crate::domain::insights::dimension::UNKNOWN_GROUP;
@@ -234,17 +234,6 @@ fn line_of_text(version: &str) -> String {
         .unwrap_or_else(|_| UNKNOWN_GROUP.into())
 }
 
-/// Sort key of a line text: numeric, unknown last.
-fn line_key(text: &str) -> (i64, i64) {
-    let mut parts = text
-        .split('.')
-        .map(|p| p.parse::<i64>().unwrap_or(i64::MAX));
-    (
-        parts.next().unwrap_or(i64::MAX),
-        parts.next().unwrap_or(i64::MAX),
-    )
-}
-
 /// A (period, numeric line, line text) key: periods in order, lines numerically.
 type LineKey = (NaiveDate, (i64, i64), String);
 
@@ -274,10 +263,7 @@ pub(crate) fn version_sources(
     let mut counts: BTreeMap<LineKey, (u64, u64)> = BTreeMap::new();
     for (period, list) in &s.pings {
         for r in list {
-            let line = match (r.version_major, r.version_minor) {
-                (Some(a), Some(b)) => format!("{a}.{b}"),
-                _ => UNKNOWN_GROUP.into(),
-            };
+            let line = line_text(r.version_major, r.version_minor);
             counts
                 .entry((*period, line_key(&line), line))
                 .or_default()
@@ -325,17 +311,10 @@ pub(crate) struct PenetrationRow {
 
 /// The share of installations on `version` or newer, per period.
 pub(crate) fn penetration(
-    conn: &mut AnyConnection,
+    groups: &[VersionDayCount],
     range: &Range,
     version: &Version,
-) -> Result<Vec<PenetrationRow>, DbError> {
-    let groups = q::count_period_versions(
-        conn,
-        range.kind.as_str(),
-        range.from,
-        range.to,
-        range.include_internal,
-    )?;
+) -> Vec<PenetrationRow> {
     let mut counts: BTreeMap<NaiveDate, (u64, u64)> = BTreeMap::new();
     for g in groups {
         let Some(v) = g.version.as_deref().and_then(|t| Version::parse(t).ok()) else {
@@ -346,7 +325,7 @@ pub(crate) fn penetration(
         slot.0 += n;
         slot.1 += if v >= *version { n } else { 0 };
     }
-    Ok(counts
+    counts
         .into_iter()
         .map(|(period, (n, above))| PenetrationRow {
             period,
@@ -356,7 +335,7 @@ pub(crate) fn penetration(
             share: if n > 0 { above as f64 / n as f64 } else { 0.0 },
             complete: range.kind.is_complete(period, range.today),
         })
-        .collect())
+        .collect()
 }
 
 /// `versions/behind` rows.
@@ -375,14 +354,12 @@ pub(crate) struct BehindRow {
 
 /// Installations per period by how many minor releases their counted submission was behind.
 pub(crate) fn behind(
-    conn: &mut AnyConnection,
+    groups: &[VersionDayCount],
     releases: &[Release],
     range: &Range,
-) -> Result<Vec<BehindRow>, DbError> {
-    let counts = count_by_version_day(conn, range, |version, day| {
-        minors_behind(releases, version, day)
-    })?;
-    Ok(counts
+) -> Vec<BehindRow> {
+    let counts = count_by_version_day(groups, |version, day| minors_behind(releases, version, day));
+    counts
         .into_iter()
         .map(|(period, minors_behind, installations)| BehindRow {
             period,
@@ -390,28 +367,20 @@ pub(crate) fn behind(
             installations,
             complete: range.kind.is_complete(period, range.today),
         })
-        .collect())
+        .collect()
 }
 
 /// Installations per period, by a class of their counted submission's (version, day):
-/// `classify` runs once per (period, version, day) group the store counted. A submission whose version does not parse, or
-/// that `classify` leaves out (`None`), is counted under `None`, listed after every class.
+/// `classify` runs once per (period, version, day) group the store counted. A submission
+/// whose version does not parse, or that `classify` leaves out (`None`), is counted under
+/// `None`, listed after every class.
 fn count_by_version_day<K: Ord + Copy>(
-    conn: &mut AnyConnection,
-    range: &Range,
+    groups: &[VersionDayCount],
     classify: impl Fn(&Version, NaiveDate) -> Option<K>,
-) -> Result<Vec<(NaiveDate, Option<K>, u64)>, DbError> {
-    let groups = q::count_period_versions(
-        conn,
-        range.kind.as_str(),
-        range.from,
-        range.to,
-        range.include_internal,
-    )?;
+) -> Vec<(NaiveDate, Option<K>, u64)> {
     // (period, unknown, class): `true` sorts the unknown after every class
     let mut counts: BTreeMap<(NaiveDate, bool, Option<K>), u64> = BTreeMap::new();
     for g in groups {
-        // one row per (period, version, day): classify runs once per row, no memo needed
         let class = g
             .version
             .as_deref()
@@ -421,10 +390,10 @@ fn count_by_version_day<K: Ord + Copy>(
             .entry((g.period_start, class.is_none(), class))
             .or_default() += g.installations.max(0) as u64;
     }
-    Ok(counts
+    counts
         .into_iter()
         .map(|((period, _, class), n)| (period, class, n))
-        .collect())
+        .collect()
 }
 
 /// `versions/days_behind` rows.
@@ -447,15 +416,15 @@ pub(crate) struct DaysBehindRow {
 /// Installations per period by how many days their counted submission ran behind the release
 /// of its own version.
 pub(crate) fn days_behind_rows(
-    conn: &mut AnyConnection,
+    groups: &[VersionDayCount],
     releases: &[Release],
     range: &Range,
-) -> Result<Vec<DaysBehindRow>, DbError> {
-    let counts = count_by_version_day(conn, range, |version, day| {
+) -> Vec<DaysBehindRow> {
+    let counts = count_by_version_day(groups, |version, day| {
         let label = days_bucket(days_behind(releases, version, day)?);
         DAYS_BUCKETS.iter().position(|(_, l)| *l == label)
-    })?;
-    Ok(counts
+    });
+    counts
         .into_iter()
         .map(|(period, bucket, installations)| DaysBehindRow {
             period,
@@ -464,5 +433,5 @@ pub(crate) fn days_behind_rows(
             installations,
             complete: range.kind.is_complete(period, range.today),
         })
-        .collect())
+        .collect()
 }

@@ -6,7 +6,7 @@ use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 
 use crate::db::models::insights::find_metric_key;
-use crate::db::models::insights_queries as q;
+use crate::db::models::insights_queries::{self as q, VersionDayCount};
 use crate::db::{AnyConnection, DbError};
 use crate::domain::insights::aggregate::summarize;
 use crate::domain::insights::dimension::{Dimension, UNKNOWN_GROUP};
@@ -174,7 +174,7 @@ pub struct VersionsRow {
 }
 
 /// The `major.minor` text of a line.
-fn line_text(major: Option<i64>, minor: Option<i64>) -> String {
+pub(super) fn line_text(major: Option<i64>, minor: Option<i64>) -> String {
     match (major, minor) {
         (Some(a), Some(b)) => format!("{a}.{b}"),
         _ => UNKNOWN_GROUP.into(),
@@ -182,7 +182,7 @@ fn line_text(major: Option<i64>, minor: Option<i64>) -> String {
 }
 
 /// Sort key of a line text: numeric, unknown last.
-fn line_key(text: &str) -> (i64, i64) {
+pub(super) fn line_key(text: &str) -> (i64, i64) {
     let mut parts = text
         .split('.')
         .map(|p| p.parse::<i64>().unwrap_or(i64::MAX));
@@ -192,15 +192,24 @@ fn line_key(text: &str) -> (i64, i64) {
     )
 }
 
-/// Installations per period and minor line.
-pub fn versions(conn: &mut AnyConnection, range: &Range) -> Result<Vec<VersionsRow>, DbError> {
-    let groups = q::count_period_versions(
+/// The counted submissions of the range per (period, version, day): the one read behind
+/// every version view ([`versions`], [`vulnerable_share`], and the fleet's penetration,
+/// versions behind and days behind), so a page showing several of them reads it once.
+pub fn version_counts(
+    conn: &mut AnyConnection,
+    range: &Range,
+) -> Result<Vec<VersionDayCount>, DbError> {
+    q::count_period_versions(
         conn,
         range.kind.as_str(),
         range.from,
         range.to,
         range.include_internal,
-    )?;
+    )
+}
+
+/// Installations per period and minor line.
+pub fn versions(groups: &[VersionDayCount], range: &Range) -> Vec<VersionsRow> {
     let mut counts: BTreeMap<(NaiveDate, (i64, i64), String), i64> = BTreeMap::new();
     for g in groups {
         let line = line_text(g.version_major, g.version_minor);
@@ -208,7 +217,7 @@ pub fn versions(conn: &mut AnyConnection, range: &Range) -> Result<Vec<VersionsR
             .entry((g.period_start, line_key(&line), line))
             .or_default() += g.installations;
     }
-    Ok(counts
+    counts
         .into_iter()
         .map(|((period, _, minor), installations)| VersionsRow {
             period,
@@ -216,7 +225,7 @@ pub fn versions(conn: &mut AnyConnection, range: &Range) -> Result<Vec<VersionsR
             installations,
             complete: range.kind.is_complete(period, range.today),
         })
-        .collect())
+        .collect()
 }
 
 /// Installations on a vulnerable version per period.
@@ -237,23 +246,16 @@ pub struct VulnerableShareRow {
 /// The share of installations on a vulnerable (and a critically vulnerable) version, per
 /// period, by today's verdict for the version of each period's counted submission.
 pub fn vulnerable_share(
-    conn: &mut AnyConnection,
+    groups: &[VersionDayCount],
     table: &ReleaseTable,
     range: &Range,
-) -> Result<Vec<VulnerableShareRow>, DbError> {
-    let groups = q::count_period_versions(
-        conn,
-        range.kind.as_str(),
-        range.from,
-        range.to,
-        range.include_internal,
-    )?;
+) -> Vec<VulnerableShareRow> {
     let mut verdicts: HashMap<String, (bool, bool)> = HashMap::new();
     let mut out: BTreeMap<NaiveDate, (i64, i64, i64)> = BTreeMap::new();
     for g in groups {
-        let Some(text) = g.version else { continue };
-        let Some((danger, critical)) = verdicts.get(&text).copied().or_else(|| {
-            let v = Version::parse(&text).ok()?;
+        let Some(text) = &g.version else { continue };
+        let Some((danger, critical)) = verdicts.get(text).copied().or_else(|| {
+            let v = Version::parse(text).ok()?;
             let verdict = table.verdict(&v);
             let pair = (
                 verdict.severity == Severity::Danger,
@@ -269,8 +271,7 @@ pub fn vulnerable_share(
         slot.1 += i64::from(danger) * g.installations;
         slot.2 += i64::from(critical) * g.installations;
     }
-    Ok(out
-        .into_iter()
+    out.into_iter()
         .map(
             |(period, (installations, danger, critical))| VulnerableShareRow {
                 period,
@@ -280,7 +281,7 @@ pub fn vulnerable_share(
                 complete: range.kind.is_complete(period, range.today),
             },
         )
-        .collect())
+        .collect()
 }
 
 /// `backport` rows: one per minor line seen in the window.

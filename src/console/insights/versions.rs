@@ -62,15 +62,15 @@ pub async fn versions(
     let (rows, shares, reach, behind, sources, days) = state
         .read_db
         .run(move |conn| {
+            // one read of the (period, version, day) counts serves five of the six views
+            let counts = report::version_counts(conn, &range)?;
             Ok((
-                report::versions(conn, &range)?,
-                report::vulnerable_share(conn, &table, &range)?,
-                x.as_ref()
-                    .map(|x| fleet::penetration(conn, &range, x))
-                    .transpose()?,
-                fleet::behind(conn, table.releases(), &range)?,
+                report::versions(&counts, &range),
+                report::vulnerable_share(&counts, &table, &range),
+                x.as_ref().map(|x| fleet::penetration(&counts, &range, x)),
+                fleet::behind(&counts, table.releases(), &range),
                 fleet::version_sources(conn, &range)?,
-                fleet::days_behind_rows(conn, table.releases(), &range)?,
+                fleet::days_behind_rows(&counts, table.releases(), &range),
             ))
         })
         .await

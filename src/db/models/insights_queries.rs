@@ -92,6 +92,40 @@ pub fn list_period_installations(
         .load(c))?)
 }
 
+/// The condition every raw read over the counted submissions `p` of `[from, to)` shares;
+/// [`load_in_range`] binds `$1`-`$4` to it.
+pub(crate) const IN_RANGE: &str = "p.period_kind = $1 AND p.period_start >= $2 \
+     AND p.period_start < $3 AND (p.excluded = $4 OR p.excluded = FALSE)";
+
+/// Runs a raw read whose `WHERE` holds [`IN_RANGE`], with the range bound to `$1`-`$4` and,
+/// when given, a metric key to `$5`. `$5` must come after [`IN_RANGE`] in the text: SQLite
+/// numbers `$N` parameters in the order they first appear, not by `N`.
+pub(crate) fn load_in_range<R>(
+    conn: &mut AnyConnection,
+    sql: &str,
+    kind: &str,
+    from: NaiveDate,
+    to: NaiveDate,
+    include_excluded: bool,
+    key_id: Option<i64>,
+) -> Result<Vec<R>, DbError>
+where
+    R: QueryableByName<diesel::sqlite::Sqlite> + QueryableByName<diesel::pg::Pg> + 'static,
+{
+    use diesel::sql_types::{BigInt, Bool, Date, Text};
+    Ok(with_conn!(conn, |c| {
+        let query = diesel::sql_query(sql)
+            .bind::<Text, _>(kind)
+            .bind::<Date, _>(from)
+            .bind::<Date, _>(to)
+            .bind::<Bool, _>(include_excluded);
+        match key_id {
+            Some(key) => query.bind::<BigInt, _>(key).load(c),
+            None => query.load(c),
+        }
+    })?)
+}
+
 /// A counted submission's period, installation hostname and minor line.
 #[derive(Debug, Clone, QueryableByName)]
 pub struct PeriodHost {
@@ -118,19 +152,14 @@ pub fn list_period_hosts(
     to: NaiveDate,
     include_excluded: bool,
 ) -> Result<Vec<PeriodHost>, DbError> {
-    use diesel::sql_types::{Bool, Date, Text};
-    let sql = "SELECT p.period_start, COALESCE(i.hostname, '') AS hostname, \
-                      p.version_major, p.version_minor \
-               FROM insights_periods p \
-               LEFT JOIN insights_installations i ON i.id = p.installation_id \
-               WHERE p.period_kind = $1 AND p.period_start >= $2 AND p.period_start < $3 \
-                 AND (p.excluded = $4 OR p.excluded = FALSE)";
-    Ok(with_conn!(conn, |c| diesel::sql_query(sql)
-        .bind::<Text, _>(kind)
-        .bind::<Date, _>(from)
-        .bind::<Date, _>(to)
-        .bind::<Bool, _>(include_excluded)
-        .load(c))?)
+    let sql = format!(
+        "SELECT p.period_start, COALESCE(i.hostname, '') AS hostname, \
+                p.version_major, p.version_minor \
+         FROM insights_periods p \
+         LEFT JOIN insights_installations i ON i.id = p.installation_id \
+         WHERE {IN_RANGE}"
+    );
+    load_in_range(conn, &sql, kind, from, to, include_excluded, None)
 }
 
 /// Counted submissions of one period sharing a version and a day.
@@ -167,7 +196,6 @@ pub fn count_period_versions(
     to: NaiveDate,
     include_excluded: bool,
 ) -> Result<Vec<VersionDayCount>, DbError> {
-    use diesel::sql_types::{Bool, Date, Text};
     // SQLite keeps timestamps as `YYYY-MM-DD HH:MM:SS` text: date() takes its day.
     let day = match conn {
         AnyConnection::Sqlite(_) => "date(p.recorded_at)",
@@ -177,16 +205,10 @@ pub fn count_period_versions(
         "SELECT p.period_start, p.version, p.version_major, p.version_minor, {day} AS day, \
                 COUNT(*) AS installations \
          FROM insights_periods p \
-         WHERE p.period_kind = $1 AND p.period_start >= $2 AND p.period_start < $3 \
-           AND (p.excluded = $4 OR p.excluded = FALSE) \
+         WHERE {IN_RANGE} \
          GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 5"
     );
-    Ok(with_conn!(conn, |c| diesel::sql_query(&sql)
-        .bind::<Text, _>(kind)
-        .bind::<Date, _>(from)
-        .bind::<Date, _>(to)
-        .bind::<Bool, _>(include_excluded)
-        .load(c))?)
+    load_in_range(conn, &sql, kind, from, to, include_excluded, None)
 }
 
 /// One counted submission's value of a metric, with the value of the installation's
@@ -228,23 +250,17 @@ pub fn list_metric_period_rows(
     to: NaiveDate,
     include_excluded: bool,
 ) -> Result<Vec<MetricPeriodRow>, DbError> {
-    use diesel::sql_types::{BigInt, Bool, Date, Text};
-    let sql = "SELECT p.period_start, p.installation_id, p.tier, p.edition, m.value, \
-                      p.previous_usage_data_id, b.value AS previous_value \
-               FROM insights_periods p \
-               JOIN usage_data_metrics m ON m.key_id = $1 AND m.usage_data_id = p.usage_data_id \
-               LEFT JOIN usage_data_metrics b \
-                      ON b.key_id = $1 AND b.usage_data_id = p.previous_usage_data_id \
-               WHERE p.period_kind = $2 AND p.period_start >= $3 AND p.period_start < $4 \
-                 AND (p.excluded = $5 OR p.excluded = FALSE) \
-               ORDER BY p.period_start, p.installation_id";
-    Ok(with_conn!(conn, |c| diesel::sql_query(sql)
-        .bind::<BigInt, _>(key_id)
-        .bind::<Text, _>(kind)
-        .bind::<Date, _>(from)
-        .bind::<Date, _>(to)
-        .bind::<Bool, _>(include_excluded)
-        .load(c))?)
+    let sql = format!(
+        "SELECT p.period_start, p.installation_id, p.tier, p.edition, m.value, \
+                p.previous_usage_data_id, b.value AS previous_value \
+         FROM insights_periods p \
+         JOIN usage_data_metrics m ON m.usage_data_id = p.usage_data_id \
+         LEFT JOIN usage_data_metrics b \
+                ON b.key_id = m.key_id AND b.usage_data_id = p.previous_usage_data_id \
+         WHERE {IN_RANGE} AND m.key_id = $5 \
+         ORDER BY p.period_start, p.installation_id"
+    );
+    load_in_range(conn, &sql, kind, from, to, include_excluded, Some(key_id))
 }
 
 /// `(installation_id, hostname, recorded_at, usage_data_id, version, uuid)` of one submission.

@@ -143,7 +143,13 @@ async fn penetration(
     let version = penetration_version(&params, &state)?;
     let rows = state
         .read_db
-        .run(move |c| fleet::penetration(c, &range, &version))
+        .run(move |c| {
+            Ok(fleet::penetration(
+                &report::version_counts(c, &range)?,
+                &range,
+                &version,
+            ))
+        })
         .await?;
     respond(
         params.format()?,
@@ -159,7 +165,13 @@ async fn behind(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResp
     let table = state.releases.current();
     let rows = state
         .read_db
-        .run(move |c| fleet::behind(c, table.releases(), &range))
+        .run(move |c| {
+            Ok(fleet::behind(
+                &report::version_counts(c, &range)?,
+                table.releases(),
+                &range,
+            ))
+        })
         .await?;
     respond(
         params.format()?,
@@ -178,7 +190,13 @@ async fn days_behind(
     let table = state.releases.current();
     let rows = state
         .read_db
-        .run(move |c| fleet::days_behind_rows(c, table.releases(), &range))
+        .run(move |c| {
+            Ok(fleet::days_behind_rows(
+                &report::version_counts(c, &range)?,
+                table.releases(),
+                &range,
+            ))
+        })
         .await?;
     respond(
         params.format()?,
@@ -197,7 +215,13 @@ async fn vulnerable_share(
     let table = state.releases.current();
     let rows = state
         .read_db
-        .run(move |c| report::vulnerable_share(c, &table, &range))
+        .run(move |c| {
+            Ok(report::vulnerable_share(
+                &report::version_counts(c, &range)?,
+                &table,
+                &range,
+            ))
+        })
         .await?;
     respond(
         params.format()?,

@@ -168,7 +168,12 @@ async fn versions(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
     let (range, capped) = params.range(Utc::now().date_naive())?;
     let rows = state
         .read_db
-        .run(move |conn| report::versions(conn, &range))
+        .run(move |conn| {
+            Ok(report::versions(
+                &report::version_counts(conn, &range)?,
+                &range,
+            ))
+        })
         .await?;
     let meta = SeriesMeta {
         period: range.kind.as_str(),
