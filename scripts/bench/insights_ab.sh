@@ -19,28 +19,17 @@ WORK="$(mktemp -d)"
 SERVER_PID=""
 trap '[ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null; rm -rf "$WORK"' EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source scripts/bench/insights_server.sh
 
 # The account and token both builds use (an existing `bench` account is kept).
 printf 'bench-password-1\n' | DATABASE_URL="$URL" "$REF" user add bench --role analyst >/dev/null 2>&1 || true
 TOKEN="$(DATABASE_URL="$URL" "$REF" token create --scope insights:read --name bench-ab | tail -1)"
 
 run() { # $1 label, $2 binary, $3 round
-  local port
-  port="$(free_port)"
-  VERSION_APP_LISTEN="127.0.0.1:$port" DATABASE_URL="$URL" RUST_LOG=warn \
-    VERSION_APP_INSIGHTS_REFRESH_SECS=86400 VERSION_APP_DATABASE_POOL_SIZE=8 \
-    "$2" serve >"$WORK/server-$1-$3.log" 2>&1 &
-  SERVER_PID=$!
-  for _ in $(seq 1 300); do
-    curl -fs "http://127.0.0.1:$port/-/ready" >/dev/null 2>&1 && break
-    sleep 0.1
-  done
-  python3 scripts/bench/insights_fleet.py time --url "http://127.0.0.1:$port" --token "$TOKEN" \
+  BIN="$2" start_server "$URL" 86400
+  python3 scripts/bench/insights_fleet.py time --url "http://127.0.0.1:$PORT" --token "$TOKEN" \
     --weeks "$WEEKS" --samples "$SAMPLES" >"$WORK/$1-$3.md"
-  kill "$SERVER_PID"
-  wait "$SERVER_PID" 2>/dev/null || true
-  SERVER_PID=""
+  stop_server
 }
 
 for round in 1 2; do
