@@ -518,6 +518,22 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// Change counters per (source, period) behind the insights views' cache: a write that
+    /// changes what a period shows adds 1 in its transaction (migration
+    /// 2026-12-04-000300_insights_generations).
+    insights_generations (source, period_kind, period_start) {
+        /// `pings` (rollup period rows), `checks` (version-check days) or `all`.
+        source -> Text,
+        /// `month`, `week`, or `all` (a change that may touch any period).
+        period_kind -> Text,
+        /// Period start (`1970-01-01` for `all`).
+        period_start -> Date,
+        /// Changes so far.
+        generation -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     insights_installations,
     insights_submissions,

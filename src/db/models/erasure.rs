@@ -146,6 +146,8 @@ pub fn erase(
             // Nothing was deleted, so committing changes nothing either.
             return Ok(Outcome::Unknown);
         };
+        // The installation's periods and version checks may be in any cached insights view.
+        super::insights_generations::bump_all(conn)?;
         let summary: serde_json::Map<String, serde_json::Value> = removed
             .iter()
             .map(|(t, n)| (t.to_string(), (*n).into()))

@@ -7,6 +7,7 @@
 use chrono::{NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
 
+use super::insights_generations as generations;
 use crate::db::schema::{
     insights_installations, insights_metric_values, insights_periods, insights_state,
     insights_submissions, metric_keys, usage_data, usage_data_metrics,
@@ -382,7 +383,11 @@ pub fn upsert_period(conn: &mut AnyConnection, row: &PeriodRow) -> Result<(), Db
                 .eq(excluded(insights_periods::previous_usage_data_id)),
         ))
         .execute(c))?;
-    Ok(())
+    generations::bump(
+        conn,
+        generations::PINGS,
+        vec![(row.period_kind.as_str(), row.period_start)],
+    )
 }
 
 /// Points a period at the counted submission of the installation's period before it.
@@ -401,7 +406,7 @@ pub fn set_previous(
     )
     .set(insights_periods::previous_usage_data_id.eq(previous_usage_data_id))
     .execute(c))?;
-    Ok(())
+    generations::bump(conn, generations::PINGS, vec![(kind, start)])
 }
 
 /// `(usage_data_id, value)` of one metric in the submissions whose id lies in
@@ -430,7 +435,7 @@ pub fn reset_all(conn: &mut AnyConnection) -> Result<(), DbError> {
         diesel::delete(insights_installations::table).execute(c)?;
         diesel::delete(insights_state::table).execute(c)
     })?;
-    Ok(())
+    generations::bump_all(conn)
 }
 
 /// Runs `f` in one transaction on either store. SQLite takes the write lock up front

@@ -6,6 +6,7 @@ pub mod erasure;
 pub mod insights;
 pub mod insights_catalogue;
 pub(crate) mod insights_fleet;
+pub(crate) mod insights_generations;
 pub mod insights_queries;
 pub mod job_schedule;
 pub mod release_changes;

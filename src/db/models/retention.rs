@@ -8,6 +8,7 @@ use chrono::{Datelike, NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
 use diesel::upsert::excluded;
 
+use super::insights_generations::{self as g, bump_generations};
 use crate::db::schema::{
     hosts, metric_keys, usage_data, usage_data_extra, usage_data_metrics, usage_data_raw,
     usage_ping_errors, usage_ping_metadata, usage_ping_metadata_metrics, version_checks,
@@ -86,6 +87,10 @@ pub fn roll_up_daily_checks(
                         .filter(version_checks::country.eq(country)),
                 )
                 .execute(c)?;
+            }
+            if !rows.is_empty() {
+                // Folded days leave the insights source views of their periods.
+                bump_generations!(c, g::ALL, vec![g::all_key()])?;
             }
             Ok(rows.len())
         })
@@ -226,6 +231,11 @@ pub fn delete_submissions_received_before(
                 usage_data_extra::table.filter(usage_data_extra::usage_data_id.eq_any(&ids)),
             )
             .execute(c)?;
+            if !ids.is_empty() {
+                // The metric values and seat figures of the deleted submissions leave the
+                // insights views of their periods.
+                bump_generations!(c, g::ALL, vec![g::all_key()])?;
+            }
             Ok(diesel::delete(usage_data::table.filter(usage_data::id.eq_any(&ids))).execute(c)?)
         })
     })

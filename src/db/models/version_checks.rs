@@ -10,8 +10,10 @@ use diesel::prelude::*;
 use diesel::upsert::excluded;
 use std::collections::BTreeMap;
 
+use super::insights_generations::{self as generations, bump_generations};
 use crate::db::schema::{hosts, version_checks, version_status};
 use crate::db::{AnyConnection, DbError, WriteTransaction};
+use crate::domain::insights::periods::PeriodKind;
 use crate::domain::verdict::ReleaseTable;
 use crate::domain::version::Version;
 use crate::domain::version_status::{version_facts, VersionFacts};
@@ -248,6 +250,14 @@ pub fn record_batch(
         })
         .collect();
     let hosts = hosts_of(rows);
+    // The weeks and months of the days written: their insights source views change.
+    let periods: Vec<(&str, NaiveDate)> = rows
+        .iter()
+        .map(|r| r.day)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .flat_map(|day| PeriodKind::ALL.map(|kind| (kind.as_str(), kind.start_of(day))))
+        .collect();
     with_conn!(conn, |c| c.write_transaction(|c| {
         for chunk in counts.chunks(ROWS_PER_STATEMENT) {
             diesel::insert_into(version_checks::table)
@@ -299,6 +309,9 @@ pub fn record_batch(
                 .execute(c)?;
         }
         insert_statuses!(c, new_statuses);
+        // Last, so that the counter rows every process's flush updates are held only until
+        // the commit that follows.
+        bump_generations!(c, generations::CHECKS, periods.clone())?;
         diesel::QueryResult::Ok(())
     }))?;
     Ok(())

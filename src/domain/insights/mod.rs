@@ -6,6 +6,7 @@ pub(crate) mod activity;
 pub mod aggregate;
 pub mod definitions;
 pub mod dimension;
+pub(crate) mod generations;
 pub mod installation;
 pub(crate) mod licence;
 pub mod period_value;
