@@ -117,6 +117,10 @@ impl Application {
         let read_db = crate::read_replica::ReadDb::new(db.clone(), &settings, metrics.registry())?;
         read_db.register_job(&jobs);
         let console = crate::console::ConsoleState::new(&settings, &metrics);
+        let insights_cache = Arc::new(crate::insights::period_cache::PeriodCache::new(
+            settings.insights.cache_rows,
+            metrics.registry(),
+        ));
         let state = web::Data::new(AppState {
             db,
             read_db,
@@ -130,6 +134,7 @@ impl Application {
             jobs,
             console,
             body: body.clone(),
+            insights_cache,
         });
 
         let app_state = state.clone();

@@ -43,6 +43,8 @@ pub struct AppState {
     pub body: Arc<BodyGuard>,
     /// The console's login throttle and metrics.
     pub console: crate::console::ConsoleState,
+    /// The insights series computed so far, per period (`insights::period_cache`).
+    pub insights_cache: Arc<crate::insights::period_cache::PeriodCache>,
 }
 
 /// Per-application settings of the check routes, resolved once.

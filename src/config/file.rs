@@ -77,6 +77,7 @@ pub(super) struct FileSettings {
     devops_leaders_refresh_secs: NonZeroU64,
     // insights
     insights_refresh_secs: NonZeroU64,
+    insights_cache_rows: usize,
     // retention
     retention_interval_secs: NonZeroU64,
     retention_batch_size: NonZeroU32,
@@ -149,6 +150,7 @@ impl Default for FileSettings {
             ingest_max_body_bytes_in_flight: 128 * 1024 * 1024,
             devops_leaders_refresh_secs: nz!(NonZeroU64, 300),
             insights_refresh_secs: nz!(NonZeroU64, 60),
+            insights_cache_rows: 200_000,
             retention_interval_secs: nz!(NonZeroU64, 24 * 3600),
             retention_batch_size: nz!(NonZeroU32, 1000),
             version_check_daily_retention_days: nz!(NonZeroU32, 400),
@@ -298,6 +300,7 @@ impl FileSettings {
             },
             insights: InsightsSettings {
                 refresh_interval: secs(self.insights_refresh_secs),
+                cache_rows: self.insights_cache_rows,
             },
             retention: RetentionSettings {
                 interval: secs(self.retention_interval_secs),

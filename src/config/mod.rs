@@ -210,6 +210,9 @@ pub struct InsightsSettings {
     /// Time between runs of the insights rollup job, which folds in new submissions
     /// (`insights_refresh_secs`).
     pub refresh_interval: Duration,
+    /// Rows of computed insights series each process keeps (`insights_cache_rows`; 0 turns
+    /// the cache off).
+    pub cache_rows: usize,
 }
 
 /// How long data is kept (docs/privacy.md); periods are in whole days.

@@ -272,6 +272,7 @@ ingest_writers = 2
 ingest_max_body_bytes_in_flight = 1000000
 devops_leaders_refresh_secs = 53
 insights_refresh_secs = 59
+insights_cache_rows = 113
 retention_interval_secs = 61
 retention_batch_size = 67
 version_check_daily_retention_days = 71
@@ -342,6 +343,7 @@ console_login_lockout_secs = 109
         assert_eq!(s.ingest.max_body_bytes_in_flight, 1_000_000);
         assert_eq!(s.ingest.devops_leaders_refresh, secs(53));
         assert_eq!(s.insights.refresh_interval, secs(59));
+        assert_eq!(s.insights.cache_rows, 113);
         assert_eq!(s.retention.interval, secs(61));
         assert_eq!(s.retention.batch_size, nz32(67));
         assert_eq!(s.retention.version_check_daily_days, nz32(71));

@@ -183,11 +183,34 @@ pub fn top_lists(
 ) -> Result<TopLists, MetricError> {
     let key_id =
         find_metric_key(conn, key_path)?.ok_or_else(|| MetricError::UnknownKey(key_path.into()))?;
-    let start = match at {
+    let start = top_start(conn, kind, at, today)?;
+    top_lists_at(conn, key_path, key_id, kind, start, include_internal)
+}
+
+/// The period [`top_lists`] ranks: the one holding `at`, else the latest complete one with
+/// data (the current one when there is none).
+pub(crate) fn top_start(
+    conn: &mut AnyConnection,
+    kind: PeriodKind,
+    at: Option<NaiveDate>,
+    today: NaiveDate,
+) -> Result<NaiveDate, DbError> {
+    Ok(match at {
         Some(day) => kind.start_of(day),
         None => q::latest_period_before(conn, kind.as_str(), kind.start_of(today))?
             .unwrap_or_else(|| kind.start_of(today)),
-    };
+    })
+}
+
+/// [`top_lists`] of the period starting at `start`.
+pub(crate) fn top_lists_at(
+    conn: &mut AnyConnection,
+    key_path: &str,
+    key_id: i64,
+    kind: PeriodKind,
+    start: NaiveDate,
+    include_internal: bool,
+) -> Result<TopLists, MetricError> {
     let previous_start = previous_of(kind, start);
     // Both periods in one read; special values have no place in a ranking.
     let values = super::period_values::period_values(

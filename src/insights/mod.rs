@@ -10,9 +10,11 @@ mod catalogue;
 pub mod definitions;
 mod keys;
 pub mod metric_lists;
+pub(crate) mod period_cache;
 mod period_values;
 pub mod refresh;
 pub mod report;
+pub(crate) mod series;
 pub mod values;
 
 pub use refresh::{rebuild, refresh, register_job, with_job_lock, JOB_NAME};

@@ -20,6 +20,7 @@ mod health;
 mod helpers;
 mod ingest_kill;
 mod insights;
+mod insights_cache;
 mod insights_days_behind;
 mod insights_fleet;
 mod insights_fleet_pages;

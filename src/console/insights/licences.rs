@@ -15,6 +15,7 @@ use crate::console::auth::{ConsoleError, ConsoleUser, Role};
 use crate::console::charts::grouped_svg;
 use crate::insights::licences::{self, LicenceList, LicenceRow, UtilisationRow};
 use crate::insights::report::Range;
+use crate::insights::series;
 use crate::routes::insights::params::Params;
 use crate::routes::insights::{licence_params, LICENCE_PARAMS};
 use crate::state::AppState;
@@ -53,10 +54,11 @@ pub async fn licences(
         LicenceList::Expiring(within),
         LicenceList::Trials,
     ];
+    let cache = state.insights_cache.clone();
     let (usage, found) = state
         .read_db
         .run(move |conn| {
-            let usage = licences::utilisation(conn, &range)?;
+            let usage = series::utilisation(conn, &cache, &range)?;
             let mut found = Vec::new();
             for which in lists {
                 found.push(licences::list(conn, now, days, include_internal, which)?);

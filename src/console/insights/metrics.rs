@@ -66,14 +66,16 @@ pub async fn metrics(
     let key = params.get("key").map(str::to_owned);
     let today = Utc::now().date_naive();
     let (k, cq) = (key.clone(), query.clone());
+    let cache = state.insights_cache.clone();
     let (page, series) = state
         .read_db
         .run(move |conn| {
             let page = lists::catalogue(conn, &cq, today)?;
             let series = k.as_ref().map(|key| {
-                report::metric(conn, key, &range, by).and_then(|rows| {
-                    let top = lists::top_lists(
+                crate::insights::series::metric(conn, &cache, key, &range, by).and_then(|rows| {
+                    let top = crate::insights::series::top_lists(
                         conn,
+                        &cache,
                         key,
                         range.kind,
                         None,

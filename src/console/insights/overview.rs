@@ -10,8 +10,9 @@ use super::{render, Cell, PageContent, Section};
 use crate::console::auth::{ConsoleError, ConsoleUser, Role};
 use crate::domain::insights::dimension::Dimension;
 use crate::error::ApiError;
-use crate::insights::fleet::{self, ActivityRow, SourcesRow};
-use crate::insights::report::{self, Range};
+use crate::insights::fleet::{ActivityRow, SourcesRow};
+use crate::insights::report::Range;
+use crate::insights::series;
 use crate::state::AppState;
 
 /// `GET /console/insights`: active installations per period, split by a dimension.
@@ -36,13 +37,14 @@ pub async fn overview(
             None
         })
         .unwrap_or(Dimension::Tier);
+    let cache = state.insights_cache.clone();
     let (rows, activity, sources) = state
         .read_db
         .run(move |conn| {
             Ok((
-                report::installations(conn, &range, Some(by))?,
-                fleet::activity(conn, &range)?,
-                fleet::overview_sources(conn, &range)?,
+                series::installations(conn, &cache, &range, Some(by))?,
+                series::activity(conn, &cache, &range)?,
+                series::overview_sources(conn, &cache, &range)?,
             ))
         })
         .await

@@ -13,6 +13,7 @@ use crate::console::auth::{ConsoleError, ConsoleUser, Role};
 use crate::domain::version::Version;
 use crate::insights::fleet::{self, BehindRow, DaysBehindRow, PenetrationRow, VersionSourcesRow};
 use crate::insights::report::{self, Range};
+use crate::insights::series;
 use crate::routes::insights::params::Params;
 use crate::routes::insights::penetration_version;
 use crate::state::AppState;
@@ -59,17 +60,18 @@ pub async fn versions(
     };
     let table = state.releases.current();
     let x = version.clone();
+    let cache = state.insights_cache.clone();
     let (rows, shares, reach, behind, sources, days) = state
         .read_db
         .run(move |conn| {
             // one read of the (period, version, day) counts serves five of the six views
-            let counts = report::version_counts(conn, &range)?;
+            let counts = series::version_counts(conn, &cache, &range)?;
             Ok((
                 report::versions(&counts, &range),
                 report::vulnerable_share(&counts, &table, &range),
                 x.as_ref().map(|x| fleet::penetration(&counts, &range, x)),
                 fleet::behind(&counts, table.releases(), &range),
-                fleet::version_sources(conn, &range)?,
+                series::version_sources(conn, &cache, &range)?,
                 fleet::days_behind_rows(&counts, table.releases(), &range),
             ))
         })

@@ -19,6 +19,7 @@ use crate::insights::fleet::{
 };
 use crate::insights::licences::{self, LicenceList, LicenceRow, UtilisationRow};
 use crate::insights::report::{self, Range, VulnerableShareRow};
+use crate::insights::series;
 use crate::state::AppState;
 
 /// Parameters of the period series without `by`.
@@ -81,9 +82,10 @@ fn series(
 async fn activity(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     require_access(&state, &req).await?;
     let (params, range, capped) = series(&state, &req, PLAIN_SERIES)?;
+    let cache = state.insights_cache.clone();
     let rows = state
         .read_db
-        .run(move |c| fleet::activity(c, &range))
+        .run(move |c| series::activity(c, &cache, &range))
         .await?;
     respond(
         params.format()?,
@@ -99,9 +101,10 @@ async fn overview_sources(
 ) -> Result<HttpResponse, ApiError> {
     require_access(&state, &req).await?;
     let (params, range, capped) = series(&state, &req, PLAIN_SERIES)?;
+    let cache = state.insights_cache.clone();
     let rows = state
         .read_db
-        .run(move |c| fleet::overview_sources(c, &range))
+        .run(move |c| series::overview_sources(c, &cache, &range))
         .await?;
     respond(
         params.format()?,
@@ -141,11 +144,12 @@ async fn penetration(
     require_access(&state, &req).await?;
     let (params, range, capped) = series(&state, &req, PENETRATION_PARAMS)?;
     let version = penetration_version(&params, &state)?;
+    let cache = state.insights_cache.clone();
     let rows = state
         .read_db
         .run(move |c| {
             Ok(fleet::penetration(
-                &report::version_counts(c, &range)?,
+                &series::version_counts(c, &cache, &range)?,
                 &range,
                 &version,
             ))
@@ -163,11 +167,12 @@ async fn behind(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResp
     require_access(&state, &req).await?;
     let (params, range, capped) = series(&state, &req, PLAIN_SERIES)?;
     let table = state.releases.current();
+    let cache = state.insights_cache.clone();
     let rows = state
         .read_db
         .run(move |c| {
             Ok(fleet::behind(
-                &report::version_counts(c, &range)?,
+                &series::version_counts(c, &cache, &range)?,
                 table.releases(),
                 &range,
             ))
@@ -188,11 +193,12 @@ async fn days_behind(
     require_access(&state, &req).await?;
     let (params, range, capped) = series(&state, &req, PLAIN_SERIES)?;
     let table = state.releases.current();
+    let cache = state.insights_cache.clone();
     let rows = state
         .read_db
         .run(move |c| {
             Ok(fleet::days_behind_rows(
-                &report::version_counts(c, &range)?,
+                &series::version_counts(c, &cache, &range)?,
                 table.releases(),
                 &range,
             ))
@@ -213,11 +219,12 @@ async fn vulnerable_share(
     require_access(&state, &req).await?;
     let (params, range, capped) = series(&state, &req, PLAIN_SERIES)?;
     let table = state.releases.current();
+    let cache = state.insights_cache.clone();
     let rows = state
         .read_db
         .run(move |c| {
             Ok(report::vulnerable_share(
-                &report::version_counts(c, &range)?,
+                &series::version_counts(c, &cache, &range)?,
                 &table,
                 &range,
             ))
@@ -237,9 +244,10 @@ async fn version_sources(
 ) -> Result<HttpResponse, ApiError> {
     require_access(&state, &req).await?;
     let (params, range, capped) = series(&state, &req, PLAIN_SERIES)?;
+    let cache = state.insights_cache.clone();
     let rows = state
         .read_db
-        .run(move |c| fleet::version_sources(c, &range))
+        .run(move |c| series::version_sources(c, &cache, &range))
         .await?;
     respond(
         params.format()?,
@@ -255,9 +263,10 @@ async fn utilisation(
 ) -> Result<HttpResponse, ApiError> {
     require_access(&state, &req).await?;
     let (params, range, capped) = series(&state, &req, PLAIN_SERIES)?;
+    let cache = state.insights_cache.clone();
     let rows = state
         .read_db
-        .run(move |c| licences::utilisation(c, &range))
+        .run(move |c| series::utilisation(c, &cache, &range))
         .await?;
     respond(
         params.format()?,

@@ -195,15 +195,24 @@ pub async fn top(
     let include_internal = params.include_internal()?;
     let today = Utc::now().date_naive();
     let key = key_path.clone();
+    let cache = state.insights_cache.clone();
     let lists = state
         .read_db
-        .run(
-            move |conn| match lists::top_lists(conn, &key, kind, at, include_internal, today) {
+        .run(move |conn| {
+            match crate::insights::series::top_lists(
+                conn,
+                &cache,
+                &key,
+                kind,
+                at,
+                include_internal,
+                today,
+            ) {
                 Ok(l) => Ok(Ok(l)),
                 Err(MetricError::UnknownKey(k)) => Ok(Err(k)),
                 Err(MetricError::Db(e)) => Err(e),
-            },
-        )
+            }
+        })
         .await?
         .map_err(|k| ApiError::NotFound(format!("unknown metric key path `{k}`")))?;
     let rows: Vec<TopRow> = lists

@@ -23,6 +23,7 @@ use crate::domain::insights::dimension::Dimension;
 use crate::domain::version::Version;
 use crate::error::ApiError;
 use crate::insights::report::{self, AffectedRange, MetricError};
+use crate::insights::series;
 use crate::state::AppState;
 use output::respond;
 use params::{Format, Params};
@@ -87,9 +88,10 @@ async fn installations(
         Dimension::Country,
     ])?;
     let (range, capped) = params.range(Utc::now().date_naive())?;
+    let cache = state.insights_cache.clone();
     let rows = state
         .read_db
-        .run(move |conn| report::installations(conn, &range, by))
+        .run(move |conn| series::installations(conn, &cache, &range, by))
         .await?;
     let meta = SeriesMeta {
         period: range.kind.as_str(),
@@ -114,16 +116,19 @@ async fn metric(
     let by = params.by(&[Dimension::Tier, Dimension::Edition])?;
     let (range, capped) = params.range(Utc::now().date_naive())?;
     let key = key_path.clone();
+    let cache = state.insights_cache.clone();
     let (rows, (frame, source)) = state
         .read_db
-        .run(move |conn| match report::metric(conn, &key, &range, by) {
-            Ok(rows) => Ok(Ok((
-                rows,
-                crate::insights::metric_lists::time_frame_of(conn, &key)?,
-            ))),
-            Err(MetricError::UnknownKey(k)) => Ok(Err(k)),
-            Err(MetricError::Db(e)) => Err(e),
-        })
+        .run(
+            move |conn| match series::metric(conn, &cache, &key, &range, by) {
+                Ok(rows) => Ok(Ok((
+                    rows,
+                    crate::insights::metric_lists::time_frame_of(conn, &key)?,
+                ))),
+                Err(MetricError::UnknownKey(k)) => Ok(Err(k)),
+                Err(MetricError::Db(e)) => Err(e),
+            },
+        )
         .await?
         .map_err(|k| ApiError::NotFound(format!("unknown metric key path `{k}`")))?;
     #[derive(Serialize)]
@@ -166,11 +171,12 @@ async fn versions(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
     // 400) and the answer is the same.
     pseudonymise::requested(&params, &state.settings)?;
     let (range, capped) = params.range(Utc::now().date_naive())?;
+    let cache = state.insights_cache.clone();
     let rows = state
         .read_db
         .run(move |conn| {
             Ok(report::versions(
-                &report::version_counts(conn, &range)?,
+                &series::version_counts(conn, &cache, &range)?,
                 &range,
             ))
         })
