@@ -5,7 +5,8 @@ load:    POSTs N installations x W weekly Service Ping submissions through the i
          (/usage_data), each a trimmed GitLab 18.9 payload (everything but redis_hll_counters:
          about 1,900 numeric leaves), with its own uuid, hostname, version, edition and
          recorded_at; plus version checks (/check.json with a Referer) for each installation.
-time:    warm p50/p95 of every insights page (logged in) and API endpoint (token).
+time:    warm p50/p95 of every insights page (logged in) and API endpoint (token); with
+         --warm 0 --samples 1, the first ask of each.
 """
 import argparse, concurrent.futures as cf, copy, json, random, re, statistics, sys, time
 import base64, urllib.request, urllib.parse, urllib.error, http.cookiejar, datetime as dt
@@ -62,7 +63,9 @@ def load(args):
     template.pop("redis_hll_counters", None)
     # Week 0 starts 12 weeks ago; --offset-weeks adds later weeks to an existing fleet.
     start = dt.datetime.utcnow() - dt.timedelta(weeks=12, days=1)
-    jobs = [(i, w + args.offset_weeks) for w in range(args.weeks) for i in range(args.installations)]
+    first = args.first_installation
+    jobs = [(i, w + args.offset_weeks) for w in range(args.weeks)
+            for i in range(first, first + args.installations)]
     t0 = time.time()
 
     def one(job):
@@ -150,6 +153,7 @@ def main():
     ap.add_argument("--installations", type=int, default=500)
     ap.add_argument("--weeks", type=int, default=12)
     ap.add_argument("--offset-weeks", type=int, default=0)
+    ap.add_argument("--first-installation", type=int, default=0)
     ap.add_argument("--senders", type=int, default=8)
     ap.add_argument("--payload", default="tests/fixtures/payload_18.9.0_generated.json")
     ap.add_argument("--token", default="")

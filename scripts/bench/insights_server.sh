@@ -7,6 +7,7 @@ start_server() { # $1 database url, $2 rollup job interval (s)
   PORT="$(free_port)"
   VERSION_APP_LISTEN="127.0.0.1:$PORT" DATABASE_URL="$1" RUST_LOG=warn \
     VERSION_APP_INSIGHTS_REFRESH_SECS="$2" VERSION_APP_DATABASE_POOL_SIZE=8 \
+    VERSION_APP_ALLOW_NEWER_SCHEMA=true \
     "$BIN" serve >"$WORK/server.log" 2>&1 &
   SERVER_PID=$!
   for _ in $(seq 1 200); do
