@@ -138,6 +138,20 @@ pub(crate) fn list(
     include_internal: bool,
     which: LicenceList,
 ) -> Result<Vec<LicenceRow>, DbError> {
+    Ok(lists(conn, now, days, include_internal, &[which])?
+        .pop()
+        .unwrap_or_default())
+}
+
+/// Several of [`list`] over one window, read once: the licences page shows four, and each
+/// read of the window's submissions and their licence fields is one row per installation.
+pub(crate) fn lists(
+    conn: &mut AnyConnection,
+    now: NaiveDateTime,
+    days: i64,
+    include_internal: bool,
+    which: &[LicenceList],
+) -> Result<Vec<Vec<LicenceRow>>, DbError> {
     let since = now - Duration::days(days);
     let mut latest: HashMap<i64, q::WindowSubmission> = HashMap::new();
     for row in q::list_submissions_since(conn, since, include_internal)? {
@@ -151,44 +165,30 @@ pub(crate) fn list(
     let ids: Vec<i64> = latest.values().map(|r| r.3).collect();
     let fields = by_id(f::list_licence_fields(conn, &ids)?);
     let today = now.date();
-    let mut rows: Vec<LicenceRow> = Vec::new();
+    let mut out: Vec<Vec<LicenceRow>> = which.iter().map(|_| Vec::new()).collect();
     for (_, host, at, id, _, uuid) in latest.into_values() {
         let Some(l) = fields.get(&id) else { continue };
         let trial = l.license_trial == Some(true);
-        let keep = match which {
-            LicenceList::OverSeats => is_over_seats(l.active_user_count, l.license_user_count),
-            LicenceList::Expiring(within) => expires_within(l.license_expires_at, today, within),
-            LicenceList::Trials => trial,
-        };
-        if !keep {
-            continue;
+        for (rows, list) in out.iter_mut().zip(which) {
+            let keep = match list {
+                LicenceList::OverSeats => is_over_seats(l.active_user_count, l.license_user_count),
+                LicenceList::Expiring(within) => {
+                    expires_within(l.license_expires_at, today, *within)
+                }
+                LicenceList::Trials => trial,
+            };
+            if keep {
+                rows.push(row_of(l, &uuid, &host, at, id, today));
+            }
         }
-        let (active, seat_count) = (
-            active_users(l.active_user_count),
-            seats(l.license_user_count),
-        );
-        rows.push(LicenceRow {
-            uuid,
-            hostname: host,
-            tier: Tier::of(l.edition.as_deref(), l.license_expires_at, at).as_str(),
-            plan: l.license_plan.clone(),
-            seats: seat_count,
-            active_users: active,
-            historical_max_users: l.historical_max_users,
-            over_by: match (active, seat_count) {
-                (Some(a), Some(s)) if a > s => Some(a - s),
-                _ => None,
-            },
-            starts_at: l.license_starts_at,
-            expires_at: l.license_expires_at,
-            days_to_expiry: l.license_expires_at.map(|e| (e - today).num_days()),
-            trial,
-            add_ons: String::new(),
-            recorded_at: at,
-            usage_data_id: id,
-        });
     }
-    let ids: Vec<i64> = rows.iter().map(|r| r.usage_data_id).collect();
+    let ids: Vec<i64> = out
+        .iter()
+        .flatten()
+        .map(|r| r.usage_data_id)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let mut add_ons: HashMap<i64, Vec<String>> = HashMap::new();
     for (id, name, value) in f::list_add_ons(conn, &ids)? {
         add_ons
@@ -196,20 +196,57 @@ pub(crate) fn list(
             .or_default()
             .push(format!("{name}={value}"));
     }
-    for r in &mut rows {
-        if let Some(list) = add_ons.remove(&r.usage_data_id) {
-            r.add_ons = list.join("; ");
-        }
-    }
     let key = |r: &LicenceRow| (r.hostname.clone(), r.uuid.clone());
-    match which {
-        LicenceList::OverSeats => {
-            rows.sort_by(|a, b| b.over_by.cmp(&a.over_by).then(key(a).cmp(&key(b))));
+    for (rows, list) in out.iter_mut().zip(which) {
+        for r in rows.iter_mut() {
+            if let Some(names) = add_ons.get(&r.usage_data_id) {
+                r.add_ons = names.join("; ");
+            }
         }
-        LicenceList::Expiring(_) => {
-            rows.sort_by(|a, b| a.expires_at.cmp(&b.expires_at).then(key(a).cmp(&key(b))));
+        match list {
+            LicenceList::OverSeats => {
+                rows.sort_by(|a, b| b.over_by.cmp(&a.over_by).then(key(a).cmp(&key(b))));
+            }
+            LicenceList::Expiring(_) => {
+                rows.sort_by(|a, b| a.expires_at.cmp(&b.expires_at).then(key(a).cmp(&key(b))));
+            }
+            LicenceList::Trials => rows.sort_by_key(key),
         }
-        LicenceList::Trials => rows.sort_by_key(key),
     }
-    Ok(rows)
+    Ok(out)
+}
+
+/// One installation's row of a licence list, from its latest submission's licence fields.
+fn row_of(
+    l: &LicenceFields,
+    uuid: &str,
+    host: &str,
+    at: NaiveDateTime,
+    id: i64,
+    today: NaiveDate,
+) -> LicenceRow {
+    let (active, seat_count) = (
+        active_users(l.active_user_count),
+        seats(l.license_user_count),
+    );
+    LicenceRow {
+        uuid: uuid.to_owned(),
+        hostname: host.to_owned(),
+        tier: Tier::of(l.edition.as_deref(), l.license_expires_at, at).as_str(),
+        plan: l.license_plan.clone(),
+        seats: seat_count,
+        active_users: active,
+        historical_max_users: l.historical_max_users,
+        over_by: match (active, seat_count) {
+            (Some(a), Some(s)) if a > s => Some(a - s),
+            _ => None,
+        },
+        starts_at: l.license_starts_at,
+        expires_at: l.license_expires_at,
+        days_to_expiry: l.license_expires_at.map(|e| (e - today).num_days()),
+        trial: l.license_trial == Some(true),
+        add_ons: String::new(),
+        recorded_at: at,
+        usage_data_id: id,
+    }
 }

@@ -59,10 +59,8 @@ pub async fn licences(
         .read_db
         .run(move |conn| {
             let usage = series::utilisation(conn, &cache, &range)?;
-            let mut found = Vec::new();
-            for which in lists {
-                found.push(licences::list(conn, now, days, include_internal, which)?);
-            }
+            // one read of the window serves the four lists
+            let found = licences::lists(conn, now, days, include_internal, &lists)?;
             Ok((usage, found))
         })
         .await
