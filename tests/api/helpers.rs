@@ -168,6 +168,10 @@ impl TestApp {
         let stopped = tokio::spawn(app.run_until_stopped());
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            // Below the server's keep-alive (5 s): a pooled connection idle for longer may be
+            // closed by the server just as it is reused, and the request then fails to send
+            // (seen once in insights_cache under load, after a multi-second rollup refresh).
+            .pool_idle_timeout(std::time::Duration::from_secs(2))
             .build()
             .unwrap();
         TestApp {
