@@ -5,12 +5,11 @@ use chrono::{Duration, Months, NaiveDate};
 use serde::Serialize;
 use std::collections::HashMap;
 
-use crate::db::models::insights::find_metric_key;
 use crate::db::models::insights_catalogue as q;
 use crate::db::{AnyConnection, DbError};
 use crate::domain::insights::periods::PeriodKind;
 use crate::domain::insights::time_frame::{effective, FrameSource, TimeFrame};
-use crate::insights::report::MetricError;
+use crate::insights::report::{self, MetricError};
 
 /// Installations per top list.
 pub const TOP_N: usize = 50;
@@ -181,8 +180,7 @@ pub fn top_lists(
     include_internal: bool,
     today: NaiveDate,
 ) -> Result<TopLists, MetricError> {
-    let key_id =
-        find_metric_key(conn, key_path)?.ok_or_else(|| MetricError::UnknownKey(key_path.into()))?;
+    let key_id = report::key_id_of(conn, key_path)?;
     let start = top_start(conn, kind, at, today)?;
     top_lists_at(conn, key_path, key_id, kind, start, include_internal)
 }

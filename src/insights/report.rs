@@ -105,6 +105,11 @@ pub enum MetricError {
     Db(#[from] DbError),
 }
 
+/// The id of a metric key path ever received, or [`MetricError::UnknownKey`].
+pub(crate) fn key_id_of(conn: &mut AnyConnection, key_path: &str) -> Result<i64, MetricError> {
+    find_metric_key(conn, key_path)?.ok_or_else(|| MetricError::UnknownKey(key_path.into()))
+}
+
 /// One metric's series per period (and tier or edition).
 pub fn metric(
     conn: &mut AnyConnection,
@@ -112,8 +117,7 @@ pub fn metric(
     range: &Range,
     by: Option<Dimension>,
 ) -> Result<Vec<MetricRow>, MetricError> {
-    let key_id =
-        find_metric_key(conn, key_path)?.ok_or_else(|| MetricError::UnknownKey(key_path.into()))?;
+    let key_id = key_id_of(conn, key_path)?;
     let points = super::period_values::period_values(
         conn,
         &super::period_values::Ask {

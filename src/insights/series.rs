@@ -12,7 +12,6 @@ use super::licences::{self, UtilisationRow};
 use super::metric_lists::{self, TopLists};
 use super::period_cache::{period_row, PeriodCache, PeriodRow, Reads, View};
 use super::report::{self, InstallationsRow, MetricError, MetricRow, Range};
-use crate::db::models::insights::find_metric_key;
 use crate::db::models::insights_catalogue::find_defined_time_frame;
 use crate::db::models::insights_queries::VersionDayCount;
 use crate::db::{AnyConnection, DbError};
@@ -64,8 +63,7 @@ pub(crate) fn metric(
     range: &Range,
     by: Option<Dimension>,
 ) -> Result<Vec<MetricRow>, MetricError> {
-    let key_id =
-        find_metric_key(conn, key_path)?.ok_or_else(|| MetricError::UnknownKey(key_path.into()))?;
+    let key_id = report::key_id_of(conn, key_path)?;
     let defined = find_defined_time_frame(conn, key_path)?;
     let v = view(
         "metric",
@@ -142,8 +140,7 @@ pub(crate) fn top_lists(
     include_internal: bool,
     today: NaiveDate,
 ) -> Result<TopLists, MetricError> {
-    let key_id =
-        find_metric_key(conn, key_path)?.ok_or_else(|| MetricError::UnknownKey(key_path.into()))?;
+    let key_id = report::key_id_of(conn, key_path)?;
     let defined = find_defined_time_frame(conn, key_path)?;
     let start = metric_lists::top_start(conn, kind, at, today)?;
     let v = view("top", format!("{key_id}|{defined:?}"), Reads::Pings);

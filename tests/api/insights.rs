@@ -699,14 +699,7 @@ async fn backport_report_deduplicates_hosts_over_both_sources() {
         ("gitlab.com", "18.8.0"),
     ];
     for (host, version) in checks {
-        let response = app
-            .client
-            .get(app.url(&check_path("check.json", version)))
-            .header("Referer", format!("https://{host}/admin"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
+        crate::insights_fleet::check_from(&app, host, version).await;
     }
     wait_for_total(&app.store(), 3).await;
     refresh(&app);

@@ -4,11 +4,10 @@
 //! cache turned off answers every series from scratch; both must give the same JSON before
 //! and after each change, and a change must show.
 
-use crate::check::check_path;
 use crate::check_recording::wait_for_total;
 use crate::helpers::{run_cli, TestApp};
 use crate::insights::{refresh, RANGE};
-use crate::insights_fleet::{arrange, get_json, CHECKS};
+use crate::insights_fleet::{arrange, check_from, get_json, CHECKS};
 use crate::usage_data::{minimal_with, post_json};
 use serde_json::{json, Value};
 use version_app::auth::Scope;
@@ -147,14 +146,7 @@ async fn follows_every_write(app: TestApp, keeps_all: bool) {
         }));
         assert_eq!(post_json(&app, body).await.status(), 201);
     }
-    let response = app
-        .client
-        .get(app.url(&check_path("check.json", "16.5.0")))
-        .header("Referer", "https://new-host.example/help")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    check_from(&app, "new-host.example", "16.5.0").await;
     wait_for_total(&app.store(), CHECKS.len() as i64 + 1).await;
     refresh(&app);
 

@@ -263,18 +263,23 @@ pub(crate) async fn arrange(app: &TestApp) -> Vec<(i64, Vec<u8>)> {
         ids.push((body["conv_index"]["usage_data_id"].as_i64().unwrap(), sent));
     }
     for (host, version) in CHECKS {
-        let response = app
-            .client
-            .get(app.url(&check_path("check.json", version)))
-            .header("Referer", format!("https://{host}/help"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
+        check_from(app, host, version).await;
     }
     wait_for_total(&app.store(), CHECKS.len() as i64).await;
     refresh(app);
     ids
+}
+
+/// A version check of `version` from a page of `host`, as GitLab's help page sends it.
+pub(crate) async fn check_from(app: &TestApp, host: &str, version: &str) {
+    let response = app
+        .client
+        .get(app.url(&check_path("check.json", version)))
+        .header("Referer", format!("https://{host}/help"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
 }
 
 pub(crate) async fn get_json(app: &TestApp, token: &str, path: &str) -> Value {
