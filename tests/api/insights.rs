@@ -454,7 +454,10 @@ async fn snapshot(app: &TestApp, token: &str) -> Vec<Value> {
 
 #[tokio::test]
 async fn incremental_rollups_equal_a_rebuild() {
-    let app = TestApp::spawn().await;
+    // The kept periods are off: the raw UPDATE at the end stands for an earlier release's
+    // job, which counts no changes, so a caching server would answer from what it kept and
+    // the look-up of unknown previous periods would go untested (the cache: insights_cache).
+    let app = TestApp::spawn_with(|s| s.insights.cache_rows = 0).await;
     let token = app.token(Scope::InsightsRead);
     let mut subs = fleet();
     // Arrival in an awkward order, refreshed in between: later weeks before earlier ones.
