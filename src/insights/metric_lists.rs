@@ -9,7 +9,7 @@ use crate::db::models::insights_catalogue as q;
 use crate::db::{AnyConnection, DbError};
 use crate::domain::insights::periods::PeriodKind;
 use crate::domain::insights::time_frame::{effective, FrameSource, TimeFrame};
-use crate::insights::report::{self, MetricError};
+use crate::insights::report::MetricError;
 
 /// Installations per top list.
 pub const TOP_N: usize = 50;
@@ -168,24 +168,7 @@ fn previous_of(kind: PeriodKind, start: NaiveDate) -> NaiveDate {
     }
 }
 
-/// Top 50 installations by the metric's value in a period, and the 50 growing and 50
-/// declining most from the period before. Without `at`, the period is the latest complete
-/// one with data (the current one when there is none). Special values are left out;
-/// installations need a value in both periods to grow or decline.
-pub fn top_lists(
-    conn: &mut AnyConnection,
-    key_path: &str,
-    kind: PeriodKind,
-    at: Option<NaiveDate>,
-    include_internal: bool,
-    today: NaiveDate,
-) -> Result<TopLists, MetricError> {
-    let key_id = report::key_id_of(conn, key_path)?;
-    let start = top_start(conn, kind, at, today)?;
-    top_lists_at(conn, key_path, key_id, kind, start, include_internal)
-}
-
-/// The period [`top_lists`] ranks: the one holding `at`, else the latest complete one with
+/// The period the top lists rank: the one holding `at`, else the latest complete one with
 /// data (the current one when there is none).
 pub(crate) fn top_start(
     conn: &mut AnyConnection,
@@ -200,7 +183,10 @@ pub(crate) fn top_start(
     })
 }
 
-/// [`top_lists`] of the period starting at `start`.
+/// Top 50 installations by the metric's value in the period starting at `start`, and the 50
+/// growing and 50 declining most from the period before. Special values are left out;
+/// installations need a value in both periods to grow or decline. Served through
+/// `insights::series::top_lists`, which keeps them per period.
 pub(crate) fn top_lists_at(
     conn: &mut AnyConnection,
     key_path: &str,

@@ -105,6 +105,24 @@ struct Entries {
     weight: usize,
 }
 
+impl Entries {
+    /// Keeps `entry` under `key` (replacing what was kept there), emptying everything first
+    /// when it would not fit in `capacity`; an entry heavier than `capacity` is not kept.
+    fn keep(&mut self, key: Key, entry: Entry, capacity: usize) {
+        if let Some(old) = self.map.remove(&key) {
+            self.weight -= old.weight;
+        }
+        if self.weight + entry.weight > capacity {
+            self.map.clear();
+            self.weight = 0;
+        }
+        if entry.weight <= capacity {
+            self.weight += entry.weight;
+            self.map.insert(key, entry);
+        }
+    }
+}
+
 /// The per-process cache of computed periods.
 pub struct PeriodCache {
     entries: Mutex<Entries>,
@@ -231,24 +249,15 @@ impl PeriodCache {
                 let rows = Arc::new(by_period.remove(&periods[at]).unwrap_or_default());
                 // An empty period still takes a slot.
                 let weight = rows.iter().map(PeriodRow::weight).sum::<usize>().max(1);
-                if let Some(old) = entries.map.remove(&keys[at]) {
-                    entries.weight -= old.weight;
-                }
-                if entries.weight + weight > self.capacity {
-                    entries.map.clear();
-                    entries.weight = 0;
-                }
-                if weight <= self.capacity {
-                    entries.weight += weight;
-                    entries.map.insert(
-                        keys[at].clone(),
-                        Entry {
-                            token: tokens[at],
-                            weight,
-                            rows: rows.clone(),
-                        },
-                    );
-                }
+                entries.keep(
+                    keys[at].clone(),
+                    Entry {
+                        token: tokens[at],
+                        weight,
+                        rows: rows.clone(),
+                    },
+                    self.capacity,
+                );
                 found[at] = Some(rows);
             }
             self.size.set(entries.weight as i64);
@@ -271,5 +280,43 @@ impl PeriodCache {
         self.entries
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(period: &str) -> Key {
+        Key {
+            view: "v",
+            params: String::new(),
+            include_internal: false,
+            kind: PeriodKind::Week,
+            period: period.parse().unwrap(),
+            cut_at: None,
+        }
+    }
+
+    fn entry(weight: usize) -> Entry {
+        Entry {
+            token: 0,
+            weight,
+            rows: Arc::new(()),
+        }
+    }
+
+    #[test]
+    fn keeping_replaces_empties_when_full_and_skips_what_cannot_fit() {
+        let mut e = Entries::default();
+        e.keep(key("2026-03-02"), entry(2), 3);
+        e.keep(key("2026-03-02"), entry(1), 3); // replaced, not added
+        assert_eq!((e.map.len(), e.weight), (1, 1));
+        e.keep(key("2026-03-09"), entry(2), 3);
+        assert_eq!((e.map.len(), e.weight), (2, 3));
+        e.keep(key("2026-03-16"), entry(1), 3); // full: emptied first
+        assert_eq!((e.map.len(), e.weight), (1, 1));
+        e.keep(key("2026-03-23"), entry(4), 3); // heavier than the bound: not kept
+        assert_eq!((e.map.len(), e.weight), (0, 0));
     }
 }

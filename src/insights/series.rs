@@ -129,7 +129,8 @@ impl PeriodRow for TopAt {
     }
 }
 
-/// A metric's top, growing and declining installations ([`metric_lists::top_lists`]): the
+/// A metric's top, growing and declining installations ([`metric_lists::top_lists_at`]) in
+/// the period holding `at`, else the latest complete one ([`metric_lists::top_start`]); the
 /// ranked period and the one before it are kept as one entry of the ranked period.
 pub(crate) fn top_lists(
     conn: &mut AnyConnection,
