@@ -2,13 +2,13 @@
 //! period, and the customer-success lists (over their seat count, expiring soon, trials) over
 //! each installation's latest submission in a window. Rules: `domain::insights::licence`.
 
-use chrono::{Duration, NaiveDate, NaiveDateTime};
+use chrono::{NaiveDate, NaiveDateTime};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 
 use super::report::Range;
+use super::window::LatestReports;
 use crate::db::models::insights_fleet::{self as f, LicenceFields};
-use crate::db::models::insights_queries as q;
 use crate::db::{AnyConnection, DbError};
 use crate::domain::insights::licence::{
     active_users, expires_within, is_over_seats, seats, utilisation as ratio,
@@ -129,44 +129,21 @@ pub(crate) struct LicenceRow {
     pub(crate) usage_data_id: i64,
 }
 
-/// Installations in `list`, by the latest submission of each installation in the last
-/// `days` days. Sorted: over seats by most over, expiring by soonest, trials by hostname.
-pub(crate) fn list(
-    conn: &mut AnyConnection,
-    now: NaiveDateTime,
-    days: i64,
-    include_internal: bool,
-    which: LicenceList,
-) -> Result<Vec<LicenceRow>, DbError> {
-    Ok(lists(conn, now, days, include_internal, &[which])?
-        .pop()
-        .unwrap_or_default())
-}
-
-/// Several of [`list`] over one window, read once: the licences page shows four, and each
-/// read of the window's submissions and their licence fields is one row per installation.
+/// The licence lists `which` over the latest submission of each installation in `reports`
+/// (one window's), as of `today`. Sorted: over seats by most over, expiring by soonest,
+/// trials by hostname. The licence fields are read once for all the lists asked.
 pub(crate) fn lists(
     conn: &mut AnyConnection,
-    now: NaiveDateTime,
-    days: i64,
-    include_internal: bool,
+    reports: &LatestReports,
+    today: NaiveDate,
     which: &[LicenceList],
 ) -> Result<Vec<Vec<LicenceRow>>, DbError> {
-    let since = now - Duration::days(days);
-    let mut latest: HashMap<i64, q::WindowSubmission> = HashMap::new();
-    for row in q::list_submissions_since(conn, since, include_internal)? {
-        match latest.get(&row.0) {
-            Some(l) if (row.2, row.3) <= (l.2, l.3) => {}
-            _ => {
-                latest.insert(row.0, row);
-            }
-        }
-    }
-    let ids: Vec<i64> = latest.values().map(|r| r.3).collect();
+    let latest = &reports.pings;
+    let ids: Vec<i64> = latest.values().map(|p| p.usage_data_id).collect();
     let fields = by_id(f::list_licence_fields(conn, &ids)?);
-    let today = now.date();
     let mut out: Vec<Vec<LicenceRow>> = which.iter().map(|_| Vec::new()).collect();
-    for (_, host, at, id, _, uuid) in latest.into_values() {
+    for p in latest.values() {
+        let (uuid, host, at, id) = (&p.uuid, &p.hostname, p.at, p.usage_data_id);
         let Some(l) = fields.get(&id) else { continue };
         let trial = l.license_trial == Some(true);
         for (rows, list) in out.iter_mut().zip(which) {
@@ -178,7 +155,7 @@ pub(crate) fn lists(
                 LicenceList::Trials => trial,
             };
             if keep {
-                rows.push(row_of(l, &uuid, &host, at, id, today));
+                rows.push(row_of(l, uuid, host, at, id, today));
             }
         }
     }

@@ -16,7 +16,10 @@ pub mod refresh;
 pub mod report;
 pub(crate) mod series;
 pub mod values;
+pub(crate) mod window;
+pub(crate) mod window_cache;
 
 pub use refresh::{rebuild, refresh, register_job, with_job_lock, JOB_NAME};
 pub(crate) mod fleet;
 pub(crate) mod licences;
+pub(crate) mod lists;

@@ -123,8 +123,10 @@ impl Entries {
     }
 }
 
-/// The per-process cache of computed periods.
+/// The per-process cache of computed periods (and, beside it, of the window lists).
 pub struct PeriodCache {
+    /// The window lists' latest reports and answers (off when `capacity` is 0).
+    pub(crate) window: super::window_cache::WindowCache,
     entries: Mutex<Entries>,
     /// Most rows kept (sum of weights).
     capacity: usize,
@@ -161,6 +163,7 @@ impl PeriodCache {
                 .expect("metric names are unique");
         }
         PeriodCache {
+            window: super::window_cache::WindowCache::new(capacity > 0, registry),
             entries: Mutex::new(Entries::default()),
             capacity,
             reused: periods.with_label_values(&["reused"]),

@@ -15,7 +15,7 @@ use version_app::auth::Scope;
 use version_app::startup::Application;
 
 /// A second server on `app`'s store, with the cache off; returns its address.
-async fn uncached_beside(app: &TestApp) -> String {
+pub(crate) async fn uncached_beside(app: &TestApp) -> String {
     let mut settings = app.settings.clone();
     settings.insights.cache_rows = 0;
     let server = Application::build(settings).await.expect("app builds");

@@ -29,6 +29,7 @@ mod insights_metrics;
 mod insights_model;
 mod insights_pages;
 mod insights_values;
+mod insights_window;
 mod jobs;
 mod privacy;
 mod privacy_erase;

@@ -13,9 +13,9 @@ use super::overview::{complete_text, percent};
 use super::{installation_href, query_of, render, Cell, Field, PageContent, Section};
 use crate::console::auth::{ConsoleError, ConsoleUser, Role};
 use crate::console::charts::grouped_svg;
-use crate::insights::licences::{self, LicenceList, LicenceRow, UtilisationRow};
+use crate::insights::licences::{LicenceList, LicenceRow, UtilisationRow};
 use crate::insights::report::Range;
-use crate::insights::series;
+use crate::insights::{lists, series};
 use crate::routes::insights::params::Params;
 use crate::routes::insights::{licence_params, LICENCE_PARAMS};
 use crate::state::AppState;
@@ -60,7 +60,7 @@ pub async fn licences(
         .run(move |conn| {
             let usage = series::utilisation(conn, &cache, &range)?;
             // one read of the window serves the four lists
-            let found = licences::lists(conn, now, days, include_internal, &lists)?;
+            let found = lists::licence_lists(conn, &cache, now, (days, include_internal), &lists)?;
             Ok((usage, found))
         })
         .await
@@ -244,5 +244,5 @@ fn list_section(
             ]
         })
         .collect();
-    s
+    s.first_rows()
 }

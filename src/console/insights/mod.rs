@@ -112,6 +112,9 @@ impl Cell {
     }
 }
 
+/// Most rows a page shows of one installation list (vulnerable, licence lists).
+const LIST_ROWS: usize = 200;
+
 /// One chart (optional) with its table and data links.
 pub(crate) struct Section {
     key: &'static str,
@@ -145,6 +148,21 @@ impl Section {
     fn chart(mut self, chart: &BarChart) -> Section {
         if !chart.is_empty() {
             self.chart = Some(chart.to_svg());
+        }
+        self
+    }
+
+    /// Shows the first [`LIST_ROWS`] rows of a long list, and says so in the heading: a
+    /// list of every matching installation grows with the fleet, and thousands of rows are
+    /// read in the CSV or JSON (linked beside it, always whole), not on a page.
+    fn first_rows(mut self) -> Section {
+        let total = self.rows.len();
+        if total > LIST_ROWS {
+            self.rows.truncate(LIST_ROWS);
+            self.heading = format!(
+                "{}: the first {LIST_ROWS} of {total} (all of them in the CSV and JSON)",
+                self.heading
+            );
         }
         self
     }
@@ -235,4 +253,27 @@ fn installation_href(uuid: &str, hostname: &str) -> String {
         "/console/insights/installation?{}",
         query_of(&[("uuid", uuid), ("hostname", hostname)])
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(n: usize) -> Section {
+        let mut s = Section::new("l", "Hosts", &[("host", false)]);
+        s.rows = (0..n).map(|i| vec![Cell::num(i)]).collect();
+        s
+    }
+
+    #[test]
+    fn a_long_list_shows_its_first_rows_and_says_how_many_there_are() {
+        let s = list(LIST_ROWS + 50).first_rows();
+        assert_eq!(s.rows.len(), LIST_ROWS);
+        assert_eq!(s.rows[LIST_ROWS - 1][0].text, (LIST_ROWS - 1).to_string());
+        assert!(s
+            .heading
+            .contains(&format!("the first {LIST_ROWS} of {}", LIST_ROWS + 50)));
+        let short = list(3).first_rows();
+        assert_eq!((short.rows.len(), short.heading.as_str()), (3, "Hosts"));
+    }
 }

@@ -7,7 +7,7 @@ use chrono::Utc;
 use super::filters::{include_internal_field, read, stacked, store_error};
 use super::{installation_href, query_of, render, Cell, Field, PageContent, Section};
 use crate::console::auth::{ConsoleError, ConsoleUser, Role};
-use crate::insights::report;
+use crate::insights::lists;
 use crate::routes::insights::params::Params;
 use crate::routes::insights::{
     backport_params, vulnerable_params, BACKPORT_PARAMS, VULNERABLE_PARAMS,
@@ -38,15 +38,16 @@ pub async fn backport(
     };
     let table = state.releases.current();
     let w = what_if.clone();
+    let cache = state.insights_cache.clone();
     let rows = state
         .read_db
         .run(move |conn| {
-            report::backport(
+            lists::backport(
                 conn,
+                &cache,
                 &table,
                 Utc::now().naive_utc(),
-                days,
-                include_internal,
+                (days, include_internal),
                 w.as_ref(),
             )
         })
@@ -163,15 +164,16 @@ pub async fn vulnerable(
         (28, false, false)
     });
     let table = state.releases.current();
+    let cache = state.insights_cache.clone();
     let rows = state
         .read_db
         .run(move |conn| {
-            report::vulnerable(
+            lists::vulnerable(
                 conn,
+                &cache,
                 &table,
                 Utc::now().naive_utc(),
-                days,
-                include_internal,
+                (days, include_internal),
                 critical,
             )
         })
@@ -219,6 +221,7 @@ pub async fn vulnerable(
             ]
         })
         .collect();
+    let section = section.first_rows();
     Ok(render(
         &user,
         PageContent {

@@ -263,27 +263,46 @@ pub fn list_metric_period_rows(
     load_in_range(conn, &sql, kind, from, to, include_excluded, Some(key_id))
 }
 
-/// `(installation_id, hostname, recorded_at, usage_data_id, version, uuid)` of one submission.
-pub type WindowSubmission = (i64, String, NaiveDateTime, i64, Option<String>, String);
+/// An upper bound above every stored date that both stores compare as a date (chrono's own
+/// maximum is out of PostgreSQL's range, and sorts first as SQLite text).
+fn far_future() -> NaiveDate {
+    NaiveDate::from_ymd_opt(9999, 12, 31).expect("a valid date")
+}
 
-/// A Service Ping report in a window: `(hostname, recorded_at, version)` per submission of
-/// the non-excluded (or all) installations, with the installation id.
-pub fn list_submissions_since(
+/// One processed submission in a window, with what the window lists need of its installation.
+#[derive(Debug, Clone, Queryable)]
+pub struct WindowSubmission {
+    /// Installation.
+    pub installation_id: i64,
+    /// Its hostname (`""` when the payload had none).
+    pub hostname: String,
+    /// Effective recorded_at.
+    pub recorded_at: NaiveDateTime,
+    /// The submission.
+    pub usage_data_id: i64,
+    /// Its version.
+    pub version: Option<String>,
+    /// The installation's uuid.
+    pub uuid: String,
+    /// An internal or staging host.
+    pub excluded: bool,
+}
+
+/// The processed submissions with an effective recorded_at in `[from, before)` (no upper
+/// bound without `before`), of every installation, excluded or not.
+pub fn list_window_submissions(
     conn: &mut AnyConnection,
-    since: NaiveDateTime,
-    include_excluded: bool,
+    from: NaiveDateTime,
+    before: Option<NaiveDateTime>,
 ) -> Result<Vec<WindowSubmission>, DbError> {
+    let upper = before.unwrap_or_else(|| far_future().and_time(chrono::NaiveTime::MIN));
     Ok(with_conn!(conn, |c| insights_submissions::table
         .inner_join(
             insights_installations::table
                 .on(insights_installations::id.eq(insights_submissions::installation_id)),
         )
-        .filter(insights_submissions::recorded_at.ge(since))
-        .filter(
-            insights_installations::excluded
-                .eq(false)
-                .or(insights_installations::excluded.eq(include_excluded)),
-        )
+        .filter(insights_submissions::recorded_at.ge(from))
+        .filter(insights_submissions::recorded_at.lt(upper))
         .select((
             insights_submissions::installation_id,
             insights_installations::hostname,
@@ -291,17 +310,22 @@ pub fn list_submissions_since(
             insights_submissions::usage_data_id,
             insights_submissions::version,
             insights_installations::uuid,
+            insights_installations::excluded,
         ))
         .load(c))?)
 }
 
-/// Version checks with a Referer host from `since` on: `(host, day, version, last_seen)`.
-pub fn list_checks_since(
+/// Version checks with a Referer host on days in `[from, before)` (no upper bound without
+/// `before`): `(host, day, version, last_seen)`.
+pub fn list_window_checks(
     conn: &mut AnyConnection,
-    since: NaiveDate,
+    from: NaiveDate,
+    before: Option<NaiveDate>,
 ) -> Result<Vec<(String, NaiveDate, String, NaiveDateTime)>, DbError> {
+    let upper = before.unwrap_or_else(far_future);
     Ok(with_conn!(conn, |c| version_checks::table
-        .filter(version_checks::day.ge(since))
+        .filter(version_checks::day.ge(from))
+        .filter(version_checks::day.lt(upper))
         .filter(version_checks::host.ne(""))
         .select((
             version_checks::host,

@@ -9,6 +9,7 @@
 //! change can never equal one read after it, whichever process committed first.
 
 use chrono::NaiveDate;
+use std::collections::BTreeMap;
 
 /// The token of each of `periods`: `all` plus the sum of the `counters` (period start,
 /// count) of periods starting at or before it. `counters` may come in any order.
@@ -32,6 +33,24 @@ pub(crate) fn tokens(counters: &[(NaiveDate, i64)], all: i64, periods: &[NaiveDa
             }
         })
         .collect()
+}
+
+/// The periods from `from` on whose counter in `current` differs from the one in `held`
+/// (a period missing from `held` differs): the ones whose rows must be read again. Unlike
+/// [`tokens`], each period counts alone: for rows that depend on their own period only.
+pub(crate) fn stale_periods(
+    held: &BTreeMap<NaiveDate, i64>,
+    current: &[(NaiveDate, i64)],
+    from: NaiveDate,
+) -> Vec<NaiveDate> {
+    let mut out: Vec<NaiveDate> = current
+        .iter()
+        .filter(|(start, count)| *start >= from && held.get(start) != Some(count))
+        .map(|(start, _)| *start)
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 #[cfg(test)]
@@ -69,5 +88,27 @@ mod tests {
         assert_ne!(before[2], after[2]);
         let shared = tokens(&[(day("2026-03-09"), 1)], 1, &periods);
         assert!(before.iter().zip(&shared).all(|(b, s)| b != s));
+    }
+
+    #[test]
+    fn stale_periods_are_the_changed_and_the_new_ones_from_the_start_on() {
+        let held: BTreeMap<NaiveDate, i64> = [
+            (day("2026-03-02"), 4),
+            (day("2026-03-09"), 2),
+            (day("2026-03-16"), 1),
+        ]
+        .into();
+        let current = [
+            (day("2026-02-23"), 9), // before the start: not read
+            (day("2026-03-16"), 1), // unchanged
+            (day("2026-03-09"), 3), // changed
+            (day("2026-03-23"), 1), // new
+            (day("2026-03-02"), 4), // unchanged
+        ];
+        assert_eq!(
+            stale_periods(&held, &current, day("2026-03-02")),
+            vec![day("2026-03-09"), day("2026-03-23")]
+        );
+        assert!(stale_periods(&held, &[], day("2026-03-02")).is_empty());
     }
 }

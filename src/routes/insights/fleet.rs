@@ -17,9 +17,9 @@ use crate::error::ApiError;
 use crate::insights::fleet::{
     self, ActivityRow, BehindRow, DaysBehindRow, PenetrationRow, SourcesRow, VersionSourcesRow,
 };
-use crate::insights::licences::{self, LicenceList, LicenceRow, UtilisationRow};
+use crate::insights::licences::{LicenceList, LicenceRow, UtilisationRow};
 use crate::insights::report::{self, Range, VulnerableShareRow};
-use crate::insights::series;
+use crate::insights::{lists, series};
 use crate::state::AppState;
 
 /// Parameters of the period series without `by`.
@@ -320,10 +320,21 @@ async fn licence_list(
     let format = params.format()?;
     let (which, days, include_internal) = licence_params(&params)?;
     let hide = pseudonymise::requested(&params, &state.settings)?;
+    let cache = state.insights_cache.clone();
     let rows = state
         .read_db
-        .run(move |c| licences::list(c, Utc::now().naive_utc(), days, include_internal, which))
-        .await?;
+        .run(move |c| {
+            lists::licence_lists(
+                c,
+                &cache,
+                Utc::now().naive_utc(),
+                (days, include_internal),
+                &[which],
+            )
+        })
+        .await?
+        .pop()
+        .unwrap_or_default();
     let rows = match hide {
         Some(key) => pseudonymise::licences(rows, &key),
         None => rows,

@@ -23,7 +23,7 @@ use crate::domain::insights::dimension::Dimension;
 use crate::domain::version::Version;
 use crate::error::ApiError;
 use crate::insights::report::{self, AffectedRange, MetricError};
-use crate::insights::series;
+use crate::insights::{lists, series};
 use crate::state::AppState;
 use output::respond;
 use params::{Format, Params};
@@ -250,15 +250,16 @@ async fn backport(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
     pseudonymise::requested(&params, &state.settings)?;
     let (days, include_internal, what_if) = backport_params(&params)?;
     let table = state.releases.current();
+    let cache = state.insights_cache.clone();
     let rows = state
         .read_db
         .run(move |conn| {
-            report::backport(
+            lists::backport(
                 conn,
+                &cache,
                 &table,
                 Utc::now().naive_utc(),
-                days,
-                include_internal,
+                (days, include_internal),
                 what_if.as_ref(),
             )
         })
@@ -340,15 +341,16 @@ async fn vulnerable(
     let hide = pseudonymise::requested(&params, &state.settings)?;
     let (days, include_internal, critical) = vulnerable_params(&params)?;
     let table = state.releases.current();
+    let cache = state.insights_cache.clone();
     let rows = state
         .read_db
         .run(move |conn| {
-            report::vulnerable(
+            lists::vulnerable(
                 conn,
+                &cache,
                 &table,
                 Utc::now().naive_utc(),
-                days,
-                include_internal,
+                (days, include_internal),
                 critical,
             )
         })
