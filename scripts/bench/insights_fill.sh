@@ -4,7 +4,9 @@
 # a server's ingest path while the server's own rollup job folds them in every 15 s, then
 # folds in the rest with `insights refresh`.
 # Usage: BIN=path/to/version-app scripts/bench/insights_fill.sh DATABASE_URL N
-# Env: WEEKS (default 12), SENDERS (default 8).
+# Env: WEEKS (default 12), SENDERS (default 8), OFFSET_WEEKS (default 0: the loaded weeks
+# end with the last full week only when WEEKS + OFFSET_WEEKS is 12; with WEEKS=4
+# OFFSET_WEEKS=8 only the last four weeks are loaded, what the 28-day window lists read).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 URL="$1"
@@ -19,7 +21,8 @@ DATABASE_URL="$URL" "$BIN" migrate >/dev/null
 start_server "$URL" 15
 t0=$(date +%s)
 python3 scripts/bench/insights_fleet.py load --url "http://127.0.0.1:$PORT" \
-  --installations "$N" --weeks "$WEEKS" --senders "${SENDERS:-8}"
+  --installations "$N" --weeks "$WEEKS" --senders "${SENDERS:-8}" \
+  --offset-weeks "${OFFSET_WEEKS:-0}"
 stop_server
 DATABASE_URL="$URL" "$BIN" insights refresh
 # Planner statistics as autovacuum would leave them (this machine's cluster runs without it;
