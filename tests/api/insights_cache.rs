@@ -66,9 +66,19 @@ fn series_paths() -> Vec<String> {
 
 /// Each series from the caching server, checked against the uncaching one.
 async fn answers(app: &TestApp, uncached: &str, token: &str) -> Vec<Value> {
+    same_answers(app, uncached, token, &series_paths()).await
+}
+
+/// Each of `paths` from the caching server, checked against the uncaching one.
+pub(crate) async fn same_answers(
+    app: &TestApp,
+    uncached: &str,
+    token: &str,
+    paths: &[String],
+) -> Vec<Value> {
     let mut out = Vec::new();
-    for path in series_paths() {
-        let cached = get_json(app, token, &path).await;
+    for path in paths {
+        let cached = get_json(app, token, path).await;
         let fresh: Value = app
             .client
             .get(format!("{uncached}{path}"))
@@ -85,17 +95,20 @@ async fn answers(app: &TestApp, uncached: &str, token: &str) -> Vec<Value> {
     out
 }
 
-/// `version_app_insights_cache_periods_total{outcome}` of the caching server.
-async fn periods_served(app: &TestApp, outcome: &str) -> f64 {
+/// `series{outcome="…"}` on the caching server's `/metrics`.
+pub(crate) async fn outcome_count(app: &TestApp, series: &str, outcome: &str) -> f64 {
     let text = app.get("/metrics").await.text().await.unwrap();
-    sample(
-        &text,
-        &format!("version_app_insights_cache_periods_total{{outcome=\"{outcome}\"}}"),
-    )
+    sample(&text, &format!("{series}{{outcome=\"{outcome}\"}}"))
 }
 
-fn changed(before: &[Value], after: &[Value], needle: &str) -> bool {
-    series_paths()
+/// `version_app_insights_cache_periods_total{outcome}` of the caching server.
+async fn periods_served(app: &TestApp, outcome: &str) -> f64 {
+    outcome_count(app, "version_app_insights_cache_periods_total", outcome).await
+}
+
+/// Whether an answer of a path containing `needle` differs between `before` and `after`.
+pub(crate) fn changed(paths: &[String], before: &[Value], after: &[Value], needle: &str) -> bool {
+    paths
         .iter()
         .zip(before.iter().zip(after))
         .any(|(path, (b, a))| path.contains(needle) && b != a)
@@ -161,7 +174,10 @@ async fn follows_every_write(app: TestApp, keeps_all: bool) {
         "top?period=week&at=2026-02-11",
         "top?period=month&at=2026-02-11",
     ] {
-        assert!(changed(&first, &second, view), "{view} did not change");
+        assert!(
+            changed(&series_paths(), &first, &second, view),
+            "{view} did not change"
+        );
     }
 
     // An erasure (the CLI, another process) removes an installation from every period.
@@ -176,5 +192,5 @@ async fn follows_every_write(app: TestApp, keeps_all: bool) {
         String::from_utf8_lossy(&out.stderr)
     );
     let third = answers(&app, &uncached, &token).await;
-    assert!(changed(&second, &third, "installations"));
+    assert!(changed(&series_paths(), &second, &third, "installations"));
 }

@@ -8,9 +8,8 @@
 use crate::check_recording::wait_for_total;
 use crate::helpers::{run_cli, TestApp};
 use crate::insights::refresh;
-use crate::insights_cache::uncached_beside;
-use crate::insights_fleet::{arrange, check_from, get_json, payload, Ping, CHECKS};
-use crate::release_sync::sample;
+use crate::insights_cache::{changed, outcome_count, same_answers, uncached_beside};
+use crate::insights_fleet::{arrange, check_from, payload, Ping, CHECKS};
 use crate::usage_data::post_json;
 use chrono::{Duration, Utc};
 use serde_json::Value;
@@ -40,39 +39,12 @@ fn list_paths() -> Vec<String> {
 }
 
 async fn answers(app: &TestApp, uncached: &str, token: &str) -> Vec<Value> {
-    let mut out = Vec::new();
-    for path in list_paths() {
-        let kept = get_json(app, token, &path).await;
-        let fresh: Value = app
-            .client
-            .get(format!("{uncached}{path}"))
-            .header("PRIVATE-TOKEN", token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(kept, fresh, "{path}: the kept answer differs");
-        out.push(kept);
-    }
-    out
+    same_answers(app, uncached, token, &list_paths()).await
 }
 
 /// `version_app_insights_window_asks_total{outcome}` of the caching server.
 async fn asks(app: &TestApp, outcome: &str) -> f64 {
-    let text = app.get("/metrics").await.text().await.unwrap();
-    sample(
-        &text,
-        &format!("version_app_insights_window_asks_total{{outcome=\"{outcome}\"}}"),
-    )
-}
-
-fn changed(before: &[Value], after: &[Value], needle: &str) -> bool {
-    list_paths()
-        .iter()
-        .zip(before.iter().zip(after))
-        .any(|(path, (b, a))| path.contains(needle) && b != a)
+    outcome_count(app, "version_app_insights_window_asks_total", outcome).await
 }
 
 fn recent(uuid: &'static str, host: &'static str, days_ago: i64, version: &'static str) -> Ping {
@@ -139,7 +111,10 @@ async fn kept_window_lists_follow_submissions_checks_and_erasures() {
 
     let second = answers(&app, &uncached, &token).await;
     for view in ["backport", "vulnerable", "list=over_seats", "list=trials"] {
-        assert!(changed(&first, &second, view), "{view} did not change");
+        assert!(
+            changed(&list_paths(), &first, &second, view),
+            "{view} did not change"
+        );
     }
     // only the changed weeks were read again
     assert_eq!(asks(&app, "read_in_full").await, full);
@@ -157,6 +132,6 @@ async fn kept_window_lists_follow_submissions_checks_and_erasures() {
         String::from_utf8_lossy(&out.stderr)
     );
     let third = answers(&app, &uncached, &token).await;
-    assert!(changed(&second, &third, "vulnerable"));
+    assert!(changed(&list_paths(), &second, &third, "vulnerable"));
     assert!(asks(&app, "read_in_full").await > full);
 }
