@@ -20,7 +20,7 @@ pub(crate) fn backport(
     now: NaiveDateTime,
     window: (i64, bool),
     what_if: Option<&AffectedRange>,
-) -> Result<Vec<BackportRow>, DbError> {
+) -> Result<Arc<Vec<BackportRow>>, DbError> {
     let key = match what_if {
         Some(r) => format!("backport|affected={}..={}", r.from, r.to),
         None => "backport".to_owned(),
@@ -42,7 +42,7 @@ pub(crate) fn vulnerable(
     now: NaiveDateTime,
     window: (i64, bool),
     critical_only: bool,
-) -> Result<Vec<VulnerableRow>, DbError> {
+) -> Result<Arc<Vec<VulnerableRow>>, DbError> {
     let key = format!("vulnerable|critical={critical_only}");
     cache.window.answer(
         conn,
@@ -60,7 +60,7 @@ pub(crate) fn licence_lists(
     now: NaiveDateTime,
     window: (i64, bool),
     which: &[LicenceList],
-) -> Result<Vec<Vec<LicenceRow>>, DbError> {
+) -> Result<Arc<Vec<Vec<LicenceRow>>>, DbError> {
     // What expires within N days, and in how many days, depends on today.
     let today = now.date();
     let key = format!("licences|{which:?}|today={today}");

@@ -128,15 +128,16 @@ impl WindowCache {
         }
     }
 
-    /// What `compute` makes of the latest reports of the last `days` days before `now`.
-    pub(crate) fn answer<T: Clone + Send + Sync + 'static>(
+    /// What `compute` makes of the latest reports of the last `days` days before `now`,
+    /// shared with the cache (a list of thousands of rows is not copied per ask).
+    pub(crate) fn answer<T: Send + Sync + 'static>(
         &self,
         conn: &mut AnyConnection,
         now: NaiveDateTime,
         (days, include_internal): (i64, bool),
         depends: Depends<'_>,
         compute: impl FnOnce(&mut AnyConnection, &LatestReports) -> Result<T, DbError>,
-    ) -> Result<T, DbError> {
+    ) -> Result<Arc<T>, DbError> {
         let Depends {
             key,
             table,
@@ -144,7 +145,7 @@ impl WindowCache {
         } = depends;
         if !self.enabled {
             let reports = latest_reports(conn, now, days, include_internal)?;
-            return compute(conn, &reports);
+            return compute(conn, &reports).map(Arc::new);
         }
         let since = now - Duration::days(days);
         let (held, outcome) = self.held(conn, since)?;
@@ -156,7 +157,7 @@ impl WindowCache {
         }
         outcome.inc();
         let reports = held.reports.window(since, include_internal);
-        let value = compute(conn, &reports)?;
+        let value = Arc::new(compute(conn, &reports)?);
         let mut answers = lock(&self.answers);
         if answers.len() >= MAX_ANSWERS {
             answers.retain(|_, a| a.epochs.0 == held.ping_epoch);
@@ -171,19 +172,19 @@ impl WindowCache {
                 since,
                 edge: reports.edge(reads_checks),
                 table: table.cloned(),
-                value: Arc::new(value.clone()),
+                value: value.clone(),
             },
         );
         Ok(value)
     }
 
-    fn kept_answer<T: Clone + Send + Sync + 'static>(
+    fn kept_answer<T: Send + Sync + 'static>(
         &self,
         key: &str,
         epochs: (u64, Option<u64>),
         since: NaiveDateTime,
         table: Option<&Arc<ReleaseTable>>,
-    ) -> Option<T> {
+    ) -> Option<Arc<T>> {
         let answers = lock(&self.answers);
         let a = answers.get(key)?;
         let same_table = match (&a.table, table) {
@@ -197,7 +198,7 @@ impl WindowCache {
         if !valid {
             return None;
         }
-        a.value.clone().downcast::<T>().ok().map(|v| (*v).clone())
+        a.value.clone().downcast::<T>().ok()
     }
 
     /// The kept reports, brought up to date for a window from `since` on, and the counter

@@ -68,7 +68,7 @@ pub async fn licences(
     let mut sections = vec![utilisation_section(&range, &usage)];
     let names = ["over_seats", "expiring_30", "expiring", "trials"];
     let days_text = days.to_string();
-    for ((which, rows), key) in lists.iter().zip(&found).zip(names) {
+    for ((which, rows), key) in lists.iter().zip(found.iter()).zip(names) {
         if *which == LicenceList::Expiring(30) && within == 30 {
             continue;
         }
@@ -220,29 +220,25 @@ fn list_section(
     )
     .data("/api/v1/insights/licences", query);
     s.empty = empty;
-    s.rows = rows
-        .iter()
-        .map(|r| {
-            let name = if r.hostname.is_empty() {
-                format!("(no hostname) {}", r.uuid)
-            } else {
-                r.hostname.clone()
-            };
-            vec![
-                Cell::link(name, installation_href(&r.uuid, &r.hostname)),
-                Cell::text(r.tier),
-                Cell::text(r.plan.clone().unwrap_or_default()),
-                Cell::num(dash(r.seats)),
-                Cell::num(dash(r.active_users)),
-                Cell::num(dash(r.historical_max_users)),
-                Cell::num(dash(r.over_by)),
-                Cell::text(r.starts_at.map(|d| d.to_string()).unwrap_or_default()),
-                Cell::text(r.expires_at.map(|d| d.to_string()).unwrap_or_default()),
-                Cell::num(dash(r.days_to_expiry)),
-                Cell::text(if r.trial { "yes" } else { "no" }),
-                Cell::text(r.add_ons.clone()),
-            ]
-        })
-        .collect();
-    s.first_rows()
+    s.first_rows(rows, |r| {
+        let name = if r.hostname.is_empty() {
+            format!("(no hostname) {}", r.uuid)
+        } else {
+            r.hostname.clone()
+        };
+        vec![
+            Cell::link(name, installation_href(&r.uuid, &r.hostname)),
+            Cell::text(r.tier),
+            Cell::text(r.plan.clone().unwrap_or_default()),
+            Cell::num(dash(r.seats)),
+            Cell::num(dash(r.active_users)),
+            Cell::num(dash(r.historical_max_users)),
+            Cell::num(dash(r.over_by)),
+            Cell::text(r.starts_at.map(|d| d.to_string()).unwrap_or_default()),
+            Cell::text(r.expires_at.map(|d| d.to_string()).unwrap_or_default()),
+            Cell::num(dash(r.days_to_expiry)),
+            Cell::text(if r.trial { "yes" } else { "no" }),
+            Cell::text(r.add_ons.clone()),
+        ]
+    })
 }

@@ -152,16 +152,17 @@ impl Section {
         self
     }
 
-    /// Shows the first [`LIST_ROWS`] rows of a long list, and says so in the heading: a
-    /// list of every matching installation grows with the fleet, and thousands of rows are
-    /// read in the CSV or JSON (linked beside it, always whole), not on a page.
-    fn first_rows(mut self) -> Section {
-        let total = self.rows.len();
-        if total > LIST_ROWS {
-            self.rows.truncate(LIST_ROWS);
+    /// The rows of a list of installations, `cells` of each: the first [`LIST_ROWS`] of a
+    /// long list, said so in the heading. Such a list grows with the fleet, and thousands of
+    /// rows are read in the CSV or JSON (linked beside it, always whole), not on a page; the
+    /// rows past the first are not even made into cells.
+    fn first_rows<R>(mut self, rows: &[R], cells: impl Fn(&R) -> Vec<Cell>) -> Section {
+        self.rows = rows.iter().take(LIST_ROWS).map(cells).collect();
+        if rows.len() > LIST_ROWS {
             self.heading = format!(
-                "{}: the first {LIST_ROWS} of {total} (all of them in the CSV and JSON)",
-                self.heading
+                "{}: the first {LIST_ROWS} of {} (all of them in the CSV and JSON)",
+                self.heading,
+                rows.len()
             );
         }
         self
@@ -260,20 +261,19 @@ mod tests {
     use super::*;
 
     fn list(n: usize) -> Section {
-        let mut s = Section::new("l", "Hosts", &[("host", false)]);
-        s.rows = (0..n).map(|i| vec![Cell::num(i)]).collect();
-        s
+        let rows: Vec<usize> = (0..n).collect();
+        Section::new("l", "Hosts", &[("host", false)]).first_rows(&rows, |i| vec![Cell::num(i)])
     }
 
     #[test]
     fn a_long_list_shows_its_first_rows_and_says_how_many_there_are() {
-        let s = list(LIST_ROWS + 50).first_rows();
+        let s = list(LIST_ROWS + 50);
         assert_eq!(s.rows.len(), LIST_ROWS);
         assert_eq!(s.rows[LIST_ROWS - 1][0].text, (LIST_ROWS - 1).to_string());
         assert!(s
             .heading
             .contains(&format!("the first {LIST_ROWS} of {}", LIST_ROWS + 50)));
-        let short = list(3).first_rows();
+        let short = list(3);
         assert_eq!((short.rows.len(), short.heading.as_str()), (3, "Hosts"));
     }
 }

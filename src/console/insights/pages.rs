@@ -201,27 +201,23 @@ pub async fn vulnerable(
     )
     .data("/api/v1/insights/vulnerable", &query);
     section.empty = "No active host runs a vulnerable version in this window.";
-    section.rows = rows
-        .iter()
-        .map(|r| {
-            let name = if r.hostname.is_empty() {
-                "(no hostname)".to_string()
-            } else {
-                r.hostname.clone()
-            };
-            vec![
-                Cell::link(
-                    name,
-                    installation_href(r.uuid.as_deref().unwrap_or_default(), &r.hostname),
-                ),
-                Cell::text(r.version.clone()),
-                Cell::text(if r.critical { "critical" } else { "no" }),
-                Cell::text(r.source.replace('_', " ")),
-                Cell::text(r.last_seen.format("%Y-%m-%d %H:%M").to_string()),
-            ]
-        })
-        .collect();
-    let section = section.first_rows();
+    let section = section.first_rows(&rows, |r| {
+        let name = if r.hostname.is_empty() {
+            "(no hostname)".to_string()
+        } else {
+            r.hostname.clone()
+        };
+        vec![
+            Cell::link(
+                name,
+                installation_href(r.uuid.as_deref().unwrap_or_default(), &r.hostname),
+            ),
+            Cell::text(r.version.clone()),
+            Cell::text(if r.critical { "critical" } else { "no" }),
+            Cell::text(r.source.replace('_', " ")),
+            Cell::text(r.last_seen.format("%Y-%m-%d %H:%M").to_string()),
+        ]
+    });
     Ok(render(
         &user,
         PageContent {

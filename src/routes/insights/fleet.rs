@@ -332,11 +332,14 @@ async fn licence_list(
                 &[which],
             )
         })
-        .await?
-        .pop()
-        .unwrap_or_default();
+        .await?;
+    let rows = rows.first().map(Vec::as_slice).unwrap_or_default();
+    let hidden;
     let rows = match hide {
-        Some(key) => pseudonymise::licences(rows, &key),
+        Some(key) => {
+            hidden = pseudonymise::licences(rows.to_vec(), &key);
+            &hidden
+        }
         None => rows,
     };
     #[derive(Serialize)]
@@ -350,7 +353,7 @@ async fn licence_list(
         LicenceList::Expiring(n) => ("expiring", Some(n)),
         LicenceList::Trials => ("trials", None),
     };
-    respond(format, &rows, Meta { list, days, within }, None)
+    respond(format, rows, Meta { list, days, within }, None)
 }
 
 /// The submission's payload as received, for an admin's console session only: a token (of

@@ -22,7 +22,7 @@ use crate::console::auth::Role;
 use crate::domain::insights::dimension::Dimension;
 use crate::domain::version::Version;
 use crate::error::ApiError;
-use crate::insights::report::{self, AffectedRange, MetricError};
+use crate::insights::report::{self, AffectedRange, MetricError, VulnerableRow};
 use crate::insights::{lists, series};
 use crate::state::AppState;
 use output::respond;
@@ -355,13 +355,17 @@ async fn vulnerable(
             )
         })
         .await?;
-    let rows = match &hide {
-        Some(key) => pseudonymise::vulnerable(rows, key),
-        None => rows,
+    let hidden;
+    let rows: &[VulnerableRow] = match &hide {
+        Some(key) => {
+            hidden = pseudonymise::vulnerable(rows.to_vec(), key);
+            &hidden
+        }
+        None => &rows,
     };
     #[derive(Serialize)]
     struct Meta {
         days: i64,
     }
-    respond(format, &rows, Meta { days }, None)
+    respond(format, rows, Meta { days }, None)
 }
