@@ -106,6 +106,20 @@ async fn periods_served(app: &TestApp, outcome: &str) -> f64 {
     outcome_count(app, "version_app_insights_cache_periods_total", outcome).await
 }
 
+/// Erases the installations of `uuid` with the CLI (another process than the server).
+pub(crate) fn erase_by_cli(app: &TestApp, uuid: &str) {
+    let out = run_cli(
+        &app.db.url,
+        &["erase", "--uuid", uuid],
+        &crate::privacy_erase::key_env(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Whether an answer of a path containing `needle` differs between `before` and `after`.
 pub(crate) fn changed(paths: &[String], before: &[Value], after: &[Value], needle: &str) -> bool {
     paths
@@ -181,16 +195,7 @@ async fn follows_every_write(app: TestApp, keeps_all: bool) {
     }
 
     // An erasure (the CLI, another process) removes an installation from every period.
-    let out = run_cli(
-        &app.db.url,
-        &["erase", "--uuid", "ulate"],
-        &crate::privacy_erase::key_env(),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    erase_by_cli(&app, "ulate");
     let third = answers(&app, &uncached, &token).await;
     assert!(changed(&series_paths(), &second, &third, "installations"));
 }

@@ -6,9 +6,9 @@
 //! same before and after each change, and each change must show.
 
 use crate::check_recording::wait_for_total;
-use crate::helpers::{run_cli, TestApp};
+use crate::helpers::TestApp;
 use crate::insights::refresh;
-use crate::insights_cache::{changed, outcome_count, same_answers, uncached_beside};
+use crate::insights_cache::{changed, erase_by_cli, outcome_count, same_answers, uncached_beside};
 use crate::insights_fleet::{arrange, check_from, payload, Ping, CHECKS};
 use crate::usage_data::post_json;
 use chrono::{Duration, Utc};
@@ -121,16 +121,7 @@ async fn kept_window_lists_follow_submissions_checks_and_erasures() {
     assert!(asks(&app, "weeks_read").await >= 1.0);
 
     // An erasure (the CLI, another process) removes an installation from every list.
-    let out = run_cli(
-        &app.db.url,
-        &["erase", "--uuid", "un"],
-        &crate::privacy_erase::key_env(),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    erase_by_cli(&app, "un");
     let third = answers(&app, &uncached, &token).await;
     assert!(changed(&list_paths(), &second, &third, "vulnerable"));
     assert!(asks(&app, "read_in_full").await > full);
