@@ -3,8 +3,8 @@
 //! host on its latest version check, and what the backport report and the vulnerable list
 //! make of that. The licence lists read the same latest submissions (`insights::licences`).
 //! Reading the window's reports is the costly part and grows with the fleet; each process
-//! keeps them (`insights::window_cache`), so the functions here are pure over
-//! [`LatestReports`].
+//! keeps them (`insights::window_cache`), so the backport and vulnerable computations here
+//! are pure over [`LatestReports`]; only [`LatestReports::read`] reads the store.
 
 use chrono::{Duration, NaiveDate, NaiveDateTime};
 use serde::Serialize;

@@ -209,24 +209,33 @@ impl WindowCache {
         since: NaiveDateTime,
     ) -> Result<(Arc<Held>, &IntCounter), DbError> {
         let week = PeriodKind::Week.start_of(since.date());
-        let (ping_counters, all) = generations::list(conn, PeriodKind::Week.as_str(), &[PINGS])?;
-        let (check_counters, _) = generations::list(conn, PeriodKind::Week.as_str(), &[CHECKS])?;
+        let (counters, all) =
+            generations::list_each(conn, PeriodKind::Week.as_str(), &[PINGS, CHECKS])?;
+        let (ping_counters, check_counters) = (&counters[0], &counters[1]);
         let kept = lock(&self.held).clone();
         let (next, outcome) = match kept.filter(|h| h.all == all && h.from <= week) {
             Some(h) => {
-                let pings = stale_periods(&h.ping_weeks, &ping_counters, h.from);
-                let checks = stale_periods(&h.check_weeks, &check_counters, h.from);
+                let pings = stale_periods(&h.ping_weeks, ping_counters, h.from);
+                let checks = stale_periods(&h.check_weeks, check_counters, h.from);
                 if pings.is_empty() && checks.is_empty() {
                     return Ok((h, &self.reports_reused));
                 }
                 let mut reports = h.reports.clone();
-                let mut next = held_at(h.from, all);
-                if pings.is_empty() {
-                    next.ping_epoch = h.ping_epoch;
-                }
-                if checks.is_empty() {
-                    next.check_epoch = h.check_epoch;
-                }
+                // A source whose weeks are unchanged keeps its state number, so the answers
+                // that read it only stay valid.
+                let next = Held {
+                    ping_epoch: if pings.is_empty() {
+                        h.ping_epoch
+                    } else {
+                        new_epoch()
+                    },
+                    check_epoch: if checks.is_empty() {
+                        h.check_epoch
+                    } else {
+                        new_epoch()
+                    },
+                    ..held_at(h.from, all)
+                };
                 for start in pings {
                     let (from, before) = week_bounds(start);
                     reports.add(
@@ -255,8 +264,8 @@ impl WindowCache {
             }
         };
         let next = Arc::new(Held {
-            ping_weeks: from_on(&ping_counters, next.from),
-            check_weeks: from_on(&check_counters, next.from),
+            ping_weeks: from_on(ping_counters, next.from),
+            check_weeks: from_on(check_counters, next.from),
             ..next
         });
         self.size
@@ -269,14 +278,18 @@ impl WindowCache {
 /// A new state from `from` on under the shared counter `all` (counters and reports to fill).
 fn held_at(from: NaiveDate, all: i64) -> Held {
     Held {
-        ping_epoch: NEXT_EPOCH.fetch_add(1, Ordering::Relaxed),
-        check_epoch: NEXT_EPOCH.fetch_add(1, Ordering::Relaxed),
+        ping_epoch: new_epoch(),
+        check_epoch: new_epoch(),
         all,
         from,
         ping_weeks: BTreeMap::new(),
         check_weeks: BTreeMap::new(),
         reports: LatestReports::default(),
     }
+}
+
+fn new_epoch() -> u64 {
+    NEXT_EPOCH.fetch_add(1, Ordering::Relaxed)
 }
 
 /// `[Monday 00:00, next Monday 00:00)` of the week starting `start`.

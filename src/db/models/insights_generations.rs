@@ -94,27 +94,43 @@ pub(crate) fn list(
     kind: &str,
     sources: &[&str],
 ) -> Result<(Vec<(NaiveDate, i64)>, i64), DbError> {
-    let rows: Vec<(String, NaiveDate, i64)> = with_conn!(conn, |c| insights_generations::table
-        .filter(
-            insights_generations::period_kind
-                .eq(kind)
-                .and(insights_generations::source.eq_any(sources))
-                .or(insights_generations::period_kind.eq(ALL)),
-        )
-        .select((
-            insights_generations::period_kind,
-            insights_generations::period_start,
-            insights_generations::generation,
-        ))
-        .load(c))?;
+    let (each, all) = list_each(conn, kind, sources)?;
+    Ok((each.concat(), all))
+}
+
+/// One source's counters: `(period_start, generation)`.
+pub(crate) type Counters = Vec<(NaiveDate, i64)>;
+
+/// The counters of `kind` of each of `sources` apart (in the order given), and the sum of
+/// the `all` counters: one read.
+pub(crate) fn list_each(
+    conn: &mut AnyConnection,
+    kind: &str,
+    sources: &[&str],
+) -> Result<(Vec<Counters>, i64), DbError> {
+    let rows: Vec<(String, String, NaiveDate, i64)> =
+        with_conn!(conn, |c| insights_generations::table
+            .filter(
+                insights_generations::period_kind
+                    .eq(kind)
+                    .and(insights_generations::source.eq_any(sources))
+                    .or(insights_generations::period_kind.eq(ALL)),
+            )
+            .select((
+                insights_generations::source,
+                insights_generations::period_kind,
+                insights_generations::period_start,
+                insights_generations::generation,
+            ))
+            .load(c))?;
     let mut all = 0;
-    let mut periods = Vec::with_capacity(rows.len());
-    for (row_kind, start, generation) in rows {
+    let mut each: Vec<Counters> = sources.iter().map(|_| Vec::new()).collect();
+    for (source, row_kind, start, generation) in rows {
         if row_kind == ALL {
             all += generation;
-        } else {
-            periods.push((start, generation));
+        } else if let Some(at) = sources.iter().position(|s| *s == source) {
+            each[at].push((start, generation));
         }
     }
-    Ok((periods, all))
+    Ok((each, all))
 }
