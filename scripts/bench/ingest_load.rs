@@ -173,7 +173,7 @@ fn stored(db: &Db, prefix: &str, backend: Backend) -> (i64, i64, i64) {
     let metrics = count(
         db,
         &format!(
-            "SELECT COUNT(*) AS n FROM usage_data_metrics m JOIN usage_data u ON u.id = m.usage_data_id \
+            "SELECT COUNT(*) AS n FROM metric_values m JOIN usage_data u ON u.id = m.usage_data_id \
              WHERE u.uuid LIKE {}",
             p(1)
         ),

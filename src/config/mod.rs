@@ -202,6 +202,13 @@ pub struct IngestSettings {
     /// Time between background recomputations of the DevOps-score leaders
     /// (`devops_leaders_refresh_secs`).
     pub devops_leaders_refresh: Duration,
+    /// Time between runs of the job that merges staged metric values into blocks
+    /// (`metric_merge_interval_secs`).
+    pub metric_merge_interval: Duration,
+    /// Staged submissions that make a block at once (`metric_block_min`).
+    pub metric_block_min: NonZeroUsize,
+    /// Fewer are merged once the oldest has waited this long (`metric_merge_max_wait_secs`).
+    pub metric_merge_max_wait: Duration,
 }
 
 /// The insights rollup.

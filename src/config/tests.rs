@@ -271,6 +271,9 @@ ingest_batch_max = 47
 ingest_writers = 2
 ingest_max_body_bytes_in_flight = 1000000
 devops_leaders_refresh_secs = 53
+metric_merge_interval_secs = 137
+metric_block_min = 139
+metric_merge_max_wait_secs = 149
 insights_refresh_secs = 59
 insights_cache_rows = 113
 retention_interval_secs = 61
@@ -342,6 +345,9 @@ console_login_lockout_secs = 109
         assert_eq!(s.ingest.writers, nz(2));
         assert_eq!(s.ingest.max_body_bytes_in_flight, 1_000_000);
         assert_eq!(s.ingest.devops_leaders_refresh, secs(53));
+        assert_eq!(s.ingest.metric_merge_interval, secs(137));
+        assert_eq!(s.ingest.metric_block_min.get(), 139);
+        assert_eq!(s.ingest.metric_merge_max_wait, secs(149));
         assert_eq!(s.insights.refresh_interval, secs(59));
         assert_eq!(s.insights.cache_rows, 113);
         assert_eq!(s.retention.interval, secs(61));

@@ -224,6 +224,63 @@ diesel::table! {
 }
 
 diesel::table! {
+    /// One row per submission stored since issue 10: its values while staged (`body`, a JSON
+    /// object keyed by `metric_keys.id`), then the block that holds them (`block_id`).
+    usage_data_values (usage_data_id) {
+        /// The submission.
+        usage_data_id -> BigInt,
+        /// `metric_blocks.id` once merged; NULL while staged.
+        block_id -> Nullable<BigInt>,
+        /// `{"<key_id>": value, …}` while staged; NULL once merged.
+        body -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    /// A group of merged submissions whose values are kept per metric key.
+    metric_blocks (id) {
+        /// Block id.
+        id -> BigInt,
+        /// Lowest member id.
+        first_usage_data_id -> BigInt,
+        /// Highest member id.
+        last_usage_data_id -> BigInt,
+        /// The members' ids, a JSON array in ascending order.
+        usage_data_ids -> Text,
+        /// When the block was written.
+        merged_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    /// One metric's values in one block: a JSON array aligned with the block's ids.
+    metric_block_values (key_id, block_id) {
+        /// `metric_keys.id`.
+        key_id -> BigInt,
+        /// `metric_blocks.id`.
+        block_id -> BigInt,
+        /// `[value or null, …]`, one entry per member.
+        vals -> Text,
+    }
+}
+
+diesel::table! {
+    /// A VIEW, not a table: every stored metric value as one narrow row, whichever form holds
+    /// it (`usage_data_metrics`, staged `usage_data_values`, `metric_block_values`). For
+    /// analysts and tests; the application reads the forms directly (`metric_values`).
+    metric_values (key_id, usage_data_id) {
+        /// `metric_keys.id`.
+        key_id -> BigInt,
+        /// `usage_data.id`.
+        usage_data_id -> BigInt,
+        /// The value as a double.
+        value -> Double,
+        /// The exact value of an integer or boolean leaf; NULL for a float.
+        value_int -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
     /// Failures reported by instances (`POST /usage_ping_errors`).
     usage_ping_errors (id) {
         /// Row id.
@@ -290,8 +347,12 @@ diesel::allow_tables_to_appear_in_same_query!(
     usage_data_raw,
     usage_data_extra,
     usage_data_metrics,
+    usage_data_values,
+    metric_values,
     metric_keys
 );
+diesel::joinable!(metric_block_values -> metric_blocks (block_id));
+diesel::allow_tables_to_appear_in_same_query!(metric_blocks, metric_block_values);
 
 diesel::table! {
     /// People who may use the console, with their role.

@@ -24,6 +24,10 @@ pub struct IngestMetrics {
     pub queue_depth: IntGauge,
     /// Seconds writers spent storing groups (scoring, transaction, verdicts).
     pub writer_busy_seconds: Counter,
+    /// Submissions whose values are staged, not merged into blocks yet.
+    pub values_staged: IntGauge,
+    /// Submissions merged into blocks.
+    pub values_merged: IntCounter,
     reports: IntCounterVec,
 }
 
@@ -102,6 +106,16 @@ impl IngestMetrics {
              for utilisation)",
         )
         .expect("valid metric");
+        let values_staged = IntGauge::new(
+            "version_app_metric_values_staged",
+            "Stored submissions whose metric values are staged, not merged into blocks yet \
+             (at the end of the last merge run)",
+        )
+        .expect("valid metric");
+        let values_merged = counter(
+            "version_app_metric_values_merged_total",
+            "Submissions whose metric values the merge job moved into blocks",
+        );
         let reports = IntCounterVec::new(
             Opts::new(
                 "version_app_usage_ping_reports_total",
@@ -120,6 +134,8 @@ impl IngestMetrics {
             Box::new(commit_seconds.clone()),
             Box::new(queue_depth.clone()),
             Box::new(writer_busy_seconds.clone()),
+            Box::new(values_staged.clone()),
+            Box::new(values_merged.clone()),
             Box::new(reports.clone()),
         ] {
             registry
@@ -135,6 +151,8 @@ impl IngestMetrics {
             commit_seconds,
             queue_depth,
             writer_busy_seconds,
+            values_staged,
+            values_merged,
             reports,
         }
     }

@@ -38,6 +38,7 @@ use crate::error::ApiError;
 use crate::jobs::{Jobs, RunScope};
 use crate::snapshot::Releases;
 
+mod merge;
 mod metrics;
 mod store;
 
@@ -228,6 +229,13 @@ impl Ingest {
             move |ctx| Ok(refresh_leaders(ctx.db, &mapping, &leaders)?),
         );
         // Raw-payload retention is part of the one retention job (lifecycle/retention.rs).
+        let (policy, metrics) = (merge::policy(&settings.ingest), self.metrics.clone());
+        jobs.every(
+            "metric_merge",
+            settings.ingest.metric_merge_interval,
+            RunScope::OnceAcrossProcesses,
+            move |ctx| Ok(merge::run(ctx, &policy, &metrics)?),
+        );
     }
 }
 

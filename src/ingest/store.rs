@@ -10,11 +10,12 @@ use chrono::NaiveDateTime;
 
 use super::metrics::IngestMetrics;
 use crate::db::models::usage_data::{
-    self, KeyDictionary, NewMetric, NewSubmission, StoredScore, StoredSubmission,
+    self, KeyDictionary, NewSubmission, StoredScore, StoredSubmission,
 };
-use crate::db::models::usage_data_raw;
+use crate::db::models::{metric_values, usage_data_raw};
 use crate::db::{AnyConnection, DbError};
 use crate::domain::devops::{FeatureScores, ScoreMapping};
+use crate::domain::payload::stored::{self, StoredValue};
 use crate::domain::submission_score::{self, CandidateRef, ScoreCandidate, SubmissionScore};
 
 /// What the group does with one submission.
@@ -110,7 +111,8 @@ fn write_group(
     received_at: NaiveDateTime,
 ) -> Result<Vec<StoredSubmission>, DbError> {
     let mut results: Vec<StoredSubmission> = Vec::with_capacity(batch.len());
-    let mut rows: Vec<NewMetric> = Vec::new();
+    // One staged row per new submission: its values as one JSON object (metric_values.rs).
+    let mut staged: Vec<(i64, String)> = Vec::new();
     let ids = keys.ids();
     for (submission, plan) in batch.iter().zip(plans) {
         let score = match plan {
@@ -146,17 +148,15 @@ fn write_group(
         };
         usage_data_raw::insert_raw(conn, id, &submission.raw)?;
         usage_data::insert_extra(conn, id, summary)?;
+        let mut values: Vec<(i64, StoredValue)> = Vec::with_capacity(submission.metrics.len());
         for metric in submission.metrics.iter() {
             let key_id = *ids.get(metric.key).ok_or_else(|| {
                 DbError::Inconsistent(format!("metric key `{}` was not resolved", metric.key))
             })?;
-            rows.push(NewMetric {
-                key_id,
-                usage_data_id: id,
-                value: metric.value,
-                value_int: metric.exact,
-            });
+            values.push((key_id, StoredValue::new(metric.value, metric.exact)));
         }
+        values.sort_unstable_by_key(|(key, _)| *key);
+        staged.push((id, stored::format_body(values.iter().map(|(k, v)| (*k, v)))));
         results.push(StoredSubmission {
             usage_data_id: id,
             scores: conv_index,
@@ -166,12 +166,11 @@ fn write_group(
     }
     drop(ids);
     let started = std::time::Instant::now();
-    rows.sort_unstable_by_key(|row| (row.key_id, row.usage_data_id));
-    usage_data::insert_metrics(conn, &rows)?;
+    metric_values::insert_staged(conn, &staged)?;
     tracing::debug!(
-        batch.metric_rows = rows.len(),
-        batch.metrics_ms = started.elapsed().as_secs_f64() * 1000.0,
-        "metric rows written"
+        batch.staged = staged.len(),
+        batch.values_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "metric values staged"
     );
     Ok(results)
 }

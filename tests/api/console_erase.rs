@@ -15,7 +15,7 @@ fn counts(url: &str) -> Vec<(String, String)> {
     [
         "usage_data",
         "usage_data_raw",
-        "usage_data_metrics",
+        "metric_values",
         "usage_ping_errors",
         "usage_ping_metadata",
         "usage_ping_metadata_metrics",

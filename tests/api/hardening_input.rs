@@ -8,7 +8,7 @@ use diesel::prelude::*;
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 use version_app::auth::Scope;
-use version_app::db::schema::{metric_keys, usage_data, usage_data_metrics};
+use version_app::db::schema::{metric_keys, metric_values, usage_data};
 
 async fn post(app: &TestApp, path: &str, body: String) -> (u16, Value) {
     let response = app
@@ -31,12 +31,12 @@ async fn post(app: &TestApp, path: &str, body: String) -> (u16, Value) {
 fn stored_metric(app: &TestApp, uuid: &str, key: &str) -> Vec<f64> {
     let db = app.store();
     let mut conn = db.get().unwrap();
-    version_app::with_conn!(&mut conn, |c| usage_data_metrics::table
-        .inner_join(metric_keys::table.on(metric_keys::id.eq(usage_data_metrics::key_id)))
-        .inner_join(usage_data::table.on(usage_data::id.eq(usage_data_metrics::usage_data_id)))
+    version_app::with_conn!(&mut conn, |c| metric_values::table
+        .inner_join(metric_keys::table.on(metric_keys::id.eq(metric_values::key_id)))
+        .inner_join(usage_data::table.on(usage_data::id.eq(metric_values::usage_data_id)))
         .filter(usage_data::uuid.eq(uuid))
         .filter(metric_keys::key_path.eq(key))
-        .select(usage_data_metrics::value)
+        .select(metric_values::value)
         .load::<f64>(c)
         .unwrap())
 }

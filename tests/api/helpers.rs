@@ -123,6 +123,11 @@ pub fn test_settings(db: &TestDb) -> Settings {
     settings.releases.refresh_interval = std::time::Duration::from_secs(1);
     settings.server.shutdown_timeout = std::time::Duration::from_secs(5);
     settings.server.workers = std::num::NonZeroUsize::new(2);
+    // Merge staged metric values into blocks every second, whatever is staged, so every test
+    // also reads values while and after they move (metric_values.rs).
+    settings.ingest.metric_merge_interval = std::time::Duration::from_secs(1);
+    settings.ingest.metric_block_min = std::num::NonZeroUsize::new(1).unwrap();
+    settings.ingest.metric_merge_max_wait = std::time::Duration::ZERO;
     settings
 }
 

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
 use serde_json::{json, Value};
-use version_app::db::models::usage_data_raw;
-use version_app::db::schema::{usage_data, usage_data_metrics};
+use version_app::db::models::{metric_values as values, usage_data_raw};
+use version_app::db::schema::{metric_values, usage_data};
 use version_app::db::Db;
 
 use crate::helpers::{test_settings, TestDb};
@@ -29,6 +29,11 @@ fn start_server(db: &TestDb) -> (Child, String) {
         .arg("serve")
         .env("DATABASE_URL", &db.url)
         .env("VERSION_APP_LISTEN", "127.0.0.1:0")
+        // Merge staged values into blocks every second, whatever is staged, so the kill can
+        // also land in a merge (which must then be redone whole after the restart).
+        .env("VERSION_APP_METRIC_MERGE_INTERVAL_SECS", "1")
+        .env("VERSION_APP_METRIC_BLOCK_MIN", "2")
+        .env("VERSION_APP_METRIC_MERGE_MAX_WAIT_SECS", "0")
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
@@ -148,17 +153,7 @@ async fn sigkill_during_ingest_loses_no_acknowledged_submission_and_half_stores_
         );
     }
     // Everything stored is stored whole: its raw payload and every metric row.
-    for (id, uuid, count) in &rows {
-        let index: usize = uuid.trim_start_matches("killed-").parse().unwrap();
-        let raw = usage_data_raw::find_raw_payload(&mut conn, *id).unwrap();
-        assert_eq!(raw, Some(payload(index)), "{uuid}: raw payload");
-        let metrics: i64 = version_app::with_conn!(&mut conn, |c| usage_data_metrics::table
-            .filter(usage_data_metrics::usage_data_id.eq(id))
-            .count()
-            .get_result(c)
-            .unwrap());
-        assert_eq!(metrics, *count, "{uuid}: metric rows");
-    }
+    assert_whole(&mut conn, &rows);
     drop(conn);
 
     // A restarted server: retries of acknowledged payloads get their id back, the rest store.
@@ -175,6 +170,38 @@ async fn sigkill_during_ingest_loses_no_acknowledged_submission_and_half_stores_
             assert_eq!(id, *first, "a retry gets the acknowledged id");
         }
     }
+    // The restarted merge job takes up whatever was staged (a merge the kill interrupted
+    // was rolled back whole), and every value is still there, once, in its block.
+    let mut conn = store.get().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while values::count_staged(&mut conn).unwrap() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "staged values were not merged after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let rows: Vec<(i64, String, i64)> = version_app::with_conn!(&mut conn, |c| usage_data::table
+        .select((usage_data::id, usage_data::uuid, usage_data::metrics_count))
+        .load(c)
+        .unwrap());
+    assert_whole(&mut conn, &rows);
     server.kill().unwrap();
     server.wait().unwrap();
+}
+
+/// Every submission in `rows` (`id, uuid, metrics_count`) has its raw payload and exactly
+/// its metric values.
+fn assert_whole(conn: &mut version_app::db::AnyConnection, rows: &[(i64, String, i64)]) {
+    for (id, uuid, count) in rows {
+        let index: usize = uuid.trim_start_matches("killed-").parse().unwrap();
+        let raw = usage_data_raw::find_raw_payload(conn, *id).unwrap();
+        assert_eq!(raw, Some(payload(index)), "{uuid}: raw payload");
+        let metrics: i64 = version_app::with_conn!(conn, |c| metric_values::table
+            .filter(metric_values::usage_data_id.eq(id))
+            .count()
+            .get_result(c)
+            .unwrap());
+        assert_eq!(metrics, *count, "{uuid}: metric rows");
+    }
 }

@@ -31,6 +31,7 @@ mod insights_pages;
 mod insights_values;
 mod insights_window;
 mod jobs;
+mod metric_blocks;
 mod privacy;
 mod privacy_erase;
 mod privacy_insights;

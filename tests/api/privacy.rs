@@ -31,8 +31,12 @@ fn schema_columns(url: &str) -> BTreeSet<(String, String)> {
          WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' \
          AND m.name <> '__diesel_schema_migrations'"
     } else {
-        "SELECT table_name, column_name FROM information_schema.columns \
-         WHERE table_schema = 'public' AND table_name <> '__diesel_schema_migrations'"
+        // Tables only: views (metric_values) hold nothing of their own.
+        "SELECT c.table_name, c.column_name FROM information_schema.columns c \
+         JOIN information_schema.tables t \
+           ON t.table_schema = c.table_schema AND t.table_name = c.table_name \
+         WHERE c.table_schema = 'public' AND t.table_type = 'BASE TABLE' \
+           AND c.table_name <> '__diesel_schema_migrations'"
     };
     query_text(url, sql)
         .lines()

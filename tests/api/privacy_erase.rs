@@ -121,7 +121,7 @@ fn aggregates(url: &str) -> BTreeMap<String, String> {
     for table in [
         "usage_data",
         "usage_data_raw",
-        "usage_data_metrics",
+        "metric_values",
         "usage_ping_errors",
         "usage_ping_metadata",
         "usage_ping_metadata_metrics",

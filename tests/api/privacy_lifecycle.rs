@@ -271,7 +271,7 @@ async fn retention_rolls_old_checks_into_months_and_removes_what_is_past_its_per
             ),
         );
     }
-    let metrics_of_old = query_text(&db.url, "SELECT COUNT(*) FROM usage_data_metrics m JOIN usage_data u ON u.id = m.usage_data_id WHERE u.uuid = 'old-uuid'");
+    let metrics_of_old = query_text(&db.url, "SELECT COUNT(*) FROM metric_values m JOIN usage_data u ON u.id = m.usage_data_id WHERE u.uuid = 'old-uuid'");
     assert_ne!(metrics_of_old.trim(), "0");
 
     let bad = run_cli(
@@ -345,7 +345,7 @@ async fn retention_rolls_old_checks_into_months_and_removes_what_is_past_its_per
     assert_eq!(q("SELECT COUNT(*) FROM usage_ping_metadata_metrics"), "1");
     assert_eq!(q("SELECT COUNT(*) FROM usage_data_raw"), "1");
     assert_eq!(q("SELECT session_hash FROM console_sessions"), "live");
-    let left = q("SELECT COUNT(*) FROM usage_data_metrics m LEFT JOIN usage_data u ON u.id = m.usage_data_id WHERE u.id IS NULL");
+    let left = q("SELECT COUNT(*) FROM metric_values m LEFT JOIN usage_data u ON u.id = m.usage_data_id WHERE u.id IS NULL");
     assert_eq!(left, "0", "no metric row outlives its submission");
 
     let again = run_cli(&url, &["retention", "run"], &env);

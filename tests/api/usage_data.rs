@@ -6,7 +6,7 @@ use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 use std::io::Write;
 use version_app::db::models::usage_data_raw as raw_model;
-use version_app::db::schema::{metric_keys, usage_data, usage_data_metrics, usage_data_raw};
+use version_app::db::schema::{metric_keys, metric_values, usage_data, usage_data_raw};
 use version_app::domain::payload::{parse_payload, PayloadLimits};
 
 /// The generated full 18.9 payload (~230 KB, ~4,200 metrics).
@@ -49,7 +49,7 @@ pub fn counts(app: &TestApp) -> (i64, i64, i64) {
     version_app::with_conn!(&mut conn, |c| (
         usage_data::table.count().get_result(c).unwrap(),
         usage_data_raw::table.count().get_result(c).unwrap(),
-        usage_data_metrics::table.count().get_result(c).unwrap(),
+        metric_values::table.count().get_result(c).unwrap(),
     ))
 }
 
@@ -128,11 +128,11 @@ async fn full_payload_is_stored_verbatim_summarised_and_flattened() {
         assert_eq!(country, None, "no GeoIP configured");
         assert_eq!(count, expected.metrics.len() as i64);
         // One metric over time is one index range: key path -> key id -> rows.
-        let issues: f64 = usage_data_metrics::table
-            .inner_join(metric_keys::table.on(metric_keys::id.eq(usage_data_metrics::key_id)))
+        let issues: f64 = metric_values::table
+            .inner_join(metric_keys::table.on(metric_keys::id.eq(metric_values::key_id)))
             .filter(metric_keys::key_path.eq("counts.issues"))
-            .filter(usage_data_metrics::usage_data_id.eq(id))
-            .select(usage_data_metrics::value)
+            .filter(metric_values::usage_data_id.eq(id))
+            .select(metric_values::value)
             .first(c)
             .unwrap();
         assert_eq!(issues, expected.metrics.get("counts.issues").unwrap());
@@ -345,20 +345,19 @@ async fn special_values_are_kept_as_data() {
     assert_eq!(answer["conv_index"]["instance_notes"], 0.0);
     let db = app.store();
     let mut conn = db.get().unwrap();
-    let values: Vec<(String, f64)> =
-        version_app::with_conn!(&mut conn, |c| usage_data_metrics::table
-            .inner_join(metric_keys::table.on(metric_keys::id.eq(usage_data_metrics::key_id)))
-            .filter(metric_keys::key_path.eq_any([
-                "counts.issues",
-                "counts.notes",
-                "counts.boards",
-                "counts.milestones",
-                "histogram.-1",
-            ]))
-            .select((metric_keys::key_path, usage_data_metrics::value))
-            .order(metric_keys::key_path)
-            .load(c)
-            .unwrap());
+    let values: Vec<(String, f64)> = version_app::with_conn!(&mut conn, |c| metric_values::table
+        .inner_join(metric_keys::table.on(metric_keys::id.eq(metric_values::key_id)))
+        .filter(metric_keys::key_path.eq_any([
+            "counts.issues",
+            "counts.notes",
+            "counts.boards",
+            "counts.milestones",
+            "histogram.-1",
+        ]))
+        .select((metric_keys::key_path, metric_values::value))
+        .order(metric_keys::key_path)
+        .load(c)
+        .unwrap());
     assert_eq!(
         values,
         vec![
@@ -498,11 +497,11 @@ async fn country_follows_the_trusted_proxy_setting_like_the_version_check() {
 fn stored_value(app: &TestApp, id: i64, key: &str) -> (f64, Option<i64>) {
     let db = app.store();
     let mut conn = db.get().unwrap();
-    version_app::with_conn!(&mut conn, |c| usage_data_metrics::table
-        .inner_join(metric_keys::table.on(metric_keys::id.eq(usage_data_metrics::key_id)))
+    version_app::with_conn!(&mut conn, |c| metric_values::table
+        .inner_join(metric_keys::table.on(metric_keys::id.eq(metric_values::key_id)))
         .filter(metric_keys::key_path.eq(key))
-        .filter(usage_data_metrics::usage_data_id.eq(id))
-        .select((usage_data_metrics::value, usage_data_metrics::value_int))
+        .filter(metric_values::usage_data_id.eq(id))
+        .select((metric_values::value, metric_values::value_int))
         .first(c)
         .unwrap())
 }

@@ -11,9 +11,9 @@ use diesel::prelude::*;
 
 use crate::db::schema::{
     erasure_subjects, erasures, hosts, insights_installations, insights_metric_values,
-    insights_periods, insights_submissions, metric_keys, usage_data, usage_data_extra,
-    usage_data_metrics, usage_data_raw, usage_ping_errors, usage_ping_metadata,
-    usage_ping_metadata_metrics, version_checks, version_checks_monthly,
+    insights_periods, insights_submissions, usage_data, usage_data_extra, usage_data_raw,
+    usage_ping_errors, usage_ping_metadata, usage_ping_metadata_metrics, version_checks,
+    version_checks_monthly,
 };
 use crate::db::{AnyConnection, DbError};
 use crate::with_conn;
@@ -395,20 +395,10 @@ fn resolve(conn: &mut AnyConnection, subject: &Subject) -> Result<Installation, 
 /// Ids per `IN (…)` list, well under SQLite's bound-variable limit.
 const IDS_PER_STATEMENT: usize = 5_000;
 
+/// Every metric value of the installation's submissions, whichever form holds it (the
+/// narrow rows of earlier releases, staged rows, blocks: `metric_values`).
 fn delete_metrics(conn: &mut AnyConnection, inst: &Installation) -> Result<usize, DbError> {
-    let mut n = 0;
-    for ids in inst.submission_ids.chunks(IDS_PER_STATEMENT) {
-        // Both primary-key columns constrained: index probes, not a scan of every metric row.
-        n += with_conn!(conn, |c| diesel::delete(
-            usage_data_metrics::table
-                .filter(
-                    usage_data_metrics::key_id.eq_any(metric_keys::table.select(metric_keys::id))
-                )
-                .filter(usage_data_metrics::usage_data_id.eq_any(ids))
-        )
-        .execute(c))?;
-    }
-    Ok(n)
+    super::metric_values::delete_values(conn, &inst.submission_ids)
 }
 
 fn delete_raw(conn: &mut AnyConnection, inst: &Installation) -> Result<usize, DbError> {

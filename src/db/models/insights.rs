@@ -8,15 +8,13 @@ use chrono::{NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
 
 use super::insights_generations as generations;
+use super::metric_values;
 use crate::db::schema::{
     insights_installations, insights_metric_values, insights_periods, insights_state,
-    insights_submissions, metric_keys, usage_data, usage_data_metrics,
+    insights_submissions, metric_keys, usage_data,
 };
 use crate::db::{AnyConnection, DbError};
 use crate::with_conn;
-
-/// Key ids per look-up statement.
-const KEYS_PER_LOOKUP: usize = 5_000;
 
 /// A Service Ping submission as the rollups need it.
 #[derive(Debug, Clone, Queryable)]
@@ -136,25 +134,18 @@ pub fn find_metric_key(conn: &mut AnyConnection, key_path: &str) -> Result<Optio
         .optional())?)
 }
 
-/// `(key_id, value)` of every metric of one submission. The metric table is keyed by metric
-/// first, so the key ids are given: each becomes one index probe, and the work does not grow
-/// with the number of stored submissions.
+/// `(key_id, value)` of the given metrics of one submission, ordered by key: the staged row
+/// or the block row of each key (`metric_values`), so the work does not grow with the number
+/// of stored submissions.
 pub fn list_metric_values_of(
     conn: &mut AnyConnection,
     usage_data_id: i64,
     key_ids: &[i64],
 ) -> Result<Vec<(i64, f64)>, DbError> {
-    let mut out = Vec::new();
-    for chunk in key_ids.chunks(KEYS_PER_LOOKUP) {
-        let rows: Vec<(i64, f64)> = with_conn!(conn, |c| usage_data_metrics::table
-            .filter(usage_data_metrics::key_id.eq_any(chunk))
-            .filter(usage_data_metrics::usage_data_id.eq(usage_data_id))
-            .select((usage_data_metrics::key_id, usage_data_metrics::value))
-            .load(c))?;
-        out.extend(rows);
-    }
-    out.sort_unstable_by_key(|(key, _)| *key);
-    Ok(out)
+    Ok(metric_values::values_of(conn, &[usage_data_id], key_ids)?
+        .into_iter()
+        .map(|(_, key, v)| (key, v.value))
+        .collect())
 }
 
 /// How many metric rows ingest stored with submission `usage_data_id`
@@ -410,19 +401,19 @@ pub fn set_previous(
 }
 
 /// `(usage_data_id, value)` of one metric in the submissions whose id lies in
-/// `[low, high]`. `usage_data_metrics` is keyed by metric first, so this is one index range
-/// whatever else the store holds; the caller keeps the submissions it asked for.
+/// `[low, high]`, ordered by id. Every form is keyed by metric first (`metric_values`), so
+/// this reads a range whatever else the store holds; the caller keeps the submissions it
+/// asked for.
 pub fn list_key_values(
     conn: &mut AnyConnection,
     key_id: i64,
     low: i64,
     high: i64,
 ) -> Result<Vec<(i64, f64)>, DbError> {
-    Ok(with_conn!(conn, |c| usage_data_metrics::table
-        .filter(usage_data_metrics::key_id.eq(key_id))
-        .filter(usage_data_metrics::usage_data_id.between(low, high))
-        .select((usage_data_metrics::usage_data_id, usage_data_metrics::value))
-        .load(c))?)
+    Ok(metric_values::key_values_between(conn, key_id, low, high)?
+        .into_iter()
+        .map(|(id, v)| (id, v.value))
+        .collect())
 }
 
 /// Empties every rollup table (for `insights rebuild`), in one transaction with `then`.

@@ -7,9 +7,10 @@ use diesel::dsl::min;
 use diesel::prelude::*;
 
 use super::insights_queries::{load_in_range, IN_RANGE};
+use super::metric_values;
 use crate::db::schema::{
     insights_installations, insights_periods, metric_keys, usage_data, usage_data_extra,
-    usage_data_metrics, version_checks,
+    version_checks,
 };
 use crate::db::{AnyConnection, DbError};
 use crate::with_conn;
@@ -186,21 +187,10 @@ pub(crate) fn list_add_ons(
     }
     let key_ids: Vec<i64> = keys.iter().map(|(id, _)| *id).collect();
     let mut out = Vec::new();
-    for chunk in ids.chunks(IDS_PER_LOOKUP) {
-        let rows: Vec<(i64, i64, f64)> = with_conn!(conn, |c| usage_data_metrics::table
-            .filter(usage_data_metrics::key_id.eq_any(&key_ids))
-            .filter(usage_data_metrics::usage_data_id.eq_any(chunk))
-            .select((
-                usage_data_metrics::usage_data_id,
-                usage_data_metrics::key_id,
-                usage_data_metrics::value,
-            ))
-            .load(c))?;
-        for (id, key, value) in rows {
-            if let Some((_, path)) = keys.iter().find(|(k, _)| *k == key) {
-                let name = path.strip_prefix("license_add_ons.").unwrap_or(path);
-                out.push((id, name.to_owned(), value));
-            }
+    for (id, key, value) in metric_values::values_of(conn, ids, &key_ids)? {
+        if let Some((_, path)) = keys.iter().find(|(k, _)| *k == key) {
+            let name = path.strip_prefix("license_add_ons.").unwrap_or(path);
+            out.push((id, name.to_owned(), value.value));
         }
     }
     out.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));

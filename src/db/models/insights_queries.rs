@@ -238,10 +238,28 @@ pub struct MetricPeriodRow {
     pub previous_value: Option<f64>,
 }
 
+/// A counted submission of a period, before its metric value is looked up.
+#[derive(Debug, Clone, QueryableByName)]
+struct CountedRow {
+    #[diesel(sql_type = diesel::sql_types::Date)]
+    period_start: NaiveDate,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    installation_id: i64,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    tier: String,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    edition: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    usage_data_id: i64,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    previous_usage_data_id: Option<i64>,
+}
+
 /// The counted submissions of `[from, to)` that carry metric `key_id`, with their value and
-/// their previous period's value, ordered by period and installation: one pass over the
-/// periods, each joined to `usage_data_metrics` by its primary key (metric, submission), so
-/// only the columns a series needs leave the store.
+/// their previous period's value, ordered by period and installation. The counted
+/// submissions come from one pass over the periods; the metric's values from one read of the
+/// id range they span (`metric_values::key_values_between`: every form of the values is
+/// keyed by metric first), so only the one metric leaves the store.
 pub fn list_metric_period_rows(
     conn: &mut AnyConnection,
     kind: &str,
@@ -251,16 +269,46 @@ pub fn list_metric_period_rows(
     include_excluded: bool,
 ) -> Result<Vec<MetricPeriodRow>, DbError> {
     let sql = format!(
-        "SELECT p.period_start, p.installation_id, p.tier, p.edition, m.value, \
-                p.previous_usage_data_id, b.value AS previous_value \
+        "SELECT p.period_start, p.installation_id, p.tier, p.edition, p.usage_data_id, \
+                p.previous_usage_data_id \
          FROM insights_periods p \
-         JOIN usage_data_metrics m ON m.usage_data_id = p.usage_data_id \
-         LEFT JOIN usage_data_metrics b \
-                ON b.key_id = m.key_id AND b.usage_data_id = p.previous_usage_data_id \
-         WHERE {IN_RANGE} AND m.key_id = $5 \
+         WHERE {IN_RANGE} \
          ORDER BY p.period_start, p.installation_id"
     );
-    load_in_range(conn, &sql, kind, from, to, include_excluded, Some(key_id))
+    let counted: Vec<CountedRow> =
+        load_in_range(conn, &sql, kind, from, to, include_excluded, None)?;
+    let ids = counted.iter().flat_map(|row| {
+        [Some(row.usage_data_id), row.previous_usage_data_id]
+            .into_iter()
+            .flatten()
+            .filter(|id| *id > 0)
+    });
+    let (Some(low), Some(high)) = (ids.clone().min(), ids.max()) else {
+        return Ok(Vec::new());
+    };
+    let values: std::collections::HashMap<i64, f64> =
+        super::metric_values::key_values_between(conn, key_id, low, high)?
+            .into_iter()
+            .map(|(id, v)| (id, v.value))
+            .collect();
+    Ok(counted
+        .into_iter()
+        .filter_map(|row| {
+            let value = *values.get(&row.usage_data_id)?;
+            let previous_value = row
+                .previous_usage_data_id
+                .and_then(|id| values.get(&id).copied());
+            Some(MetricPeriodRow {
+                period_start: row.period_start,
+                installation_id: row.installation_id,
+                tier: row.tier,
+                edition: row.edition,
+                value,
+                previous_usage_data_id: row.previous_usage_data_id,
+                previous_value,
+            })
+        })
+        .collect())
 }
 
 /// An upper bound above every stored date that both stores compare as a date (chrono's own

@@ -9,6 +9,7 @@ pub(crate) mod insights_fleet;
 pub(crate) mod insights_generations;
 pub mod insights_queries;
 pub mod job_schedule;
+pub mod metric_values;
 pub mod release_changes;
 pub mod releases;
 pub mod replica_state;

@@ -10,9 +10,8 @@ use diesel::upsert::excluded;
 
 use super::insights_generations::{self as g, bump_generations};
 use crate::db::schema::{
-    hosts, metric_keys, usage_data, usage_data_extra, usage_data_metrics, usage_data_raw,
-    usage_ping_errors, usage_ping_metadata, usage_ping_metadata_metrics, version_checks,
-    version_checks_monthly,
+    hosts, usage_data, usage_data_extra, usage_data_raw, usage_ping_errors, usage_ping_metadata,
+    usage_ping_metadata_metrics, version_checks, version_checks_monthly,
 };
 use crate::db::{AnyConnection, DbError};
 use crate::with_conn;
@@ -205,24 +204,14 @@ pub fn delete_submissions_received_before(
     batch: i64,
 ) -> Result<usize, DbError> {
     conn.transaction(|conn| {
+        let ids: Vec<i64> = with_conn!(conn, |c| usage_data::table
+            .filter(usage_data::received_at.lt(cutoff))
+            .order(usage_data::id)
+            .limit(batch)
+            .select(usage_data::id)
+            .load(c))?;
+        super::metric_values::delete_values(conn, &ids)?;
         with_conn!(conn, |c| {
-            let ids: Vec<i64> = usage_data::table
-                .filter(usage_data::received_at.lt(cutoff))
-                .order(usage_data::id)
-                .limit(batch)
-                .select(usage_data::id)
-                .load(c)?;
-            // Both primary-key columns are constrained, so each (key, submission) pair is an
-            // index probe instead of a scan of every metric row.
-            diesel::delete(
-                usage_data_metrics::table
-                    .filter(
-                        usage_data_metrics::key_id
-                            .eq_any(metric_keys::table.select(metric_keys::id)),
-                    )
-                    .filter(usage_data_metrics::usage_data_id.eq_any(&ids)),
-            )
-            .execute(c)?;
             diesel::delete(
                 usage_data_raw::table.filter(usage_data_raw::usage_data_id.eq_any(&ids)),
             )

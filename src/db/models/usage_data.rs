@@ -1,10 +1,9 @@
 //! The Service Ping tables: `usage_data` (summary and score), `usage_data_raw` (verbatim
-//! payload), `metric_keys` (key path dictionary) and `usage_data_metrics` (narrow rows).
+//! payload) and `metric_keys` (key path dictionary); the metric values are in `metric_values`.
 //!
-//! Writes come in groups: the ingest writer hands [`store_batch`] every payload that arrived
-//! while the previous group was committing, so ~4,200 metric rows per payload are written with
-//! a few multi-row statements (SQLite) or one `COPY` (PostgreSQL) per group, and the fsync is
-//! shared by the group.
+//! Writes come in groups: the ingest writer stores every payload that arrived while the
+//! previous group was committing in one transaction, so the fsync is shared by the group.
+//! Metric values are staged as one row per submission (`metric_values`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{RwLock, RwLockReadGuard};
@@ -13,22 +12,12 @@ use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
 
 use crate::db::models::usage_data_raw::RawPayload;
-use crate::db::schema::{metric_keys, usage_data, usage_data_extra, usage_data_metrics};
+use crate::db::schema::{metric_keys, usage_data, usage_data_extra};
 use crate::db::{AnyConnection, DbError, JsonText};
 use crate::domain::devops::FeatureScores;
 use crate::domain::payload::{FlatMetrics, PayloadSummary};
 use crate::with_conn;
 
-/// SQLite refuses statements with more than 32,766 bound variables (its default
-/// `SQLITE_MAX_VARIABLE_NUMBER`), and each metric row binds one per column of [`NewMetric`].
-const SQLITE_MAX_VARIABLES: usize = 32_766;
-/// Columns of [`NewMetric`]: keep in step with the struct (too low a figure makes
-/// `usage_data::a_payload_with_more_leaves_than_one_sqlite_statement_can_bind_is_stored` fail).
-const METRIC_COLUMNS: usize = 4;
-/// Rows per multi-row INSERT on SQLite: as many as fit under the variable limit. It was a
-/// fixed 10,000 from the time rows had three columns; with `value_int` that bound 40,000
-/// variables, so any group over ~8,191 metric rows failed and was redone one by one.
-const SQLITE_METRIC_ROWS_PER_INSERT: usize = SQLITE_MAX_VARIABLES / METRIC_COLUMNS;
 /// Key paths per dictionary statement (one variable each; PostgreSQL allows 65,535).
 const KEYS_PER_STATEMENT: usize = 5_000;
 
@@ -202,63 +191,10 @@ pub struct StoredScore<'a> {
     pub conv_index: &'a ScoresJson,
 }
 
-/// One metric row.
-#[derive(Debug, Clone, Copy, Insertable)]
-#[diesel(table_name = usage_data_metrics, treat_none_as_default_value = false)]
-pub struct NewMetric {
-    /// `metric_keys.id`.
-    pub key_id: i64,
-    /// `usage_data.id`.
-    pub usage_data_id: i64,
-    /// The value.
-    pub value: f64,
-    /// The exact value of an integer or boolean leaf.
-    pub value_int: Option<i64>,
-}
-
 /// Monday of the week `at` falls in: a plain date both stores group on.
 pub fn week_start(at: NaiveDateTime) -> NaiveDate {
     let date = at.date();
     date - Duration::days(i64::from(date.weekday().num_days_from_monday()))
-}
-
-/// Writes metric rows the fastest way each store offers.
-trait MetricWriter {
-    fn write_metrics(&mut self, rows: &[NewMetric]) -> QueryResult<()>;
-}
-
-/// Page cache of the writing SQLite connection, in KiB. Each payload appends to the last
-/// index page of every one of its ~4,200 key ids: ~17 MB of pages that must stay cached, or
-/// every row costs a read from the file (SQLite's default cache is 2 MB).
-const SQLITE_WRITER_CACHE_KIB: i64 = 32 * 1024;
-
-impl MetricWriter for SqliteConnection {
-    fn write_metrics(&mut self, rows: &[NewMetric]) -> QueryResult<()> {
-        use diesel::connection::SimpleConnection;
-        // The same ~4,200 pages are rewritten by every group: checkpointing after ~40 MB of
-        // WAL instead of SQLite's default 4 MB copies each page back to the file once per
-        // ten groups instead of once per group.
-        self.batch_execute(&format!(
-            "PRAGMA cache_size = -{SQLITE_WRITER_CACHE_KIB}; PRAGMA wal_autocheckpoint = 10000"
-        ))?;
-        for chunk in rows.chunks(SQLITE_METRIC_ROWS_PER_INSERT) {
-            diesel::insert_into(usage_data_metrics::table)
-                .values(chunk)
-                .execute(self)?;
-        }
-        Ok(())
-    }
-}
-
-impl MetricWriter for PgConnection {
-    fn write_metrics(&mut self, rows: &[NewMetric]) -> QueryResult<()> {
-        if !rows.is_empty() {
-            diesel::copy_from(usage_data_metrics::table)
-                .from_insertable(rows)
-                .execute(self)?;
-        }
-        Ok(())
-    }
 }
 
 /// The stored answer for (uuid, recorded_at), if that payload was stored already.
@@ -402,14 +338,6 @@ pub fn make_commits_durable(conn: &mut AnyConnection) -> Result<(), DbError> {
     Ok(())
 }
 
-/// Writes metric rows the fastest way each store offers: multi-row INSERTs on SQLite, one
-/// binary `COPY` on PostgreSQL. Rows in primary-key order visit each index page of a group
-/// once, left to right, instead of once per payload.
-pub fn insert_metrics(conn: &mut AnyConnection, rows: &[NewMetric]) -> Result<(), DbError> {
-    with_conn!(conn, |c| c.write_metrics(rows))?;
-    Ok(())
-}
-
 /// `instance_X` of each instance's latest submission recorded at or after `since`: the
 /// population the DevOps-score leaders are drawn from.
 pub fn list_latest_scores(
@@ -451,13 +379,10 @@ pub fn list_metric_values(
     usage_data_ids: &[i64],
     key_ids: &[i64],
 ) -> Result<Vec<(i64, i64, f64)>, DbError> {
-    Ok(with_conn!(conn, |c| usage_data_metrics::table
-        .filter(usage_data_metrics::key_id.eq_any(key_ids))
-        .filter(usage_data_metrics::usage_data_id.eq_any(usage_data_ids))
-        .select((
-            usage_data_metrics::usage_data_id,
-            usage_data_metrics::key_id,
-            usage_data_metrics::value,
-        ))
-        .load(c))?)
+    Ok(
+        crate::db::models::metric_values::values_of(conn, usage_data_ids, key_ids)?
+            .into_iter()
+            .map(|(id, key, v)| (id, key, v.value))
+            .collect(),
+    )
 }

@@ -16,10 +16,12 @@
 //! on its own.
 //!
 //! Files: [`flat`] holds the flattened form, [`stream`] the flattening parser, [`special`]
-//! the sentinel rules, [`summary`] the identity fields.
+//! the sentinel rules, [`summary`] the identity fields, [`stored`] the text form values are
+//! stored in.
 
 mod flat;
 mod special;
+pub mod stored;
 mod stream;
 mod summary;
 #[cfg(test)]
