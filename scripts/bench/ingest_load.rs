@@ -93,7 +93,8 @@ impl Template {
     }
 
     fn variant(&self, uuid: &str, n: usize, padding: usize) -> Vec<u8> {
-        let text = std::str::from_utf8(&self.bytes).expect("UTF-8");
+        let varied = vary(&self.bytes, n);
+        let text = std::str::from_utf8(&varied).expect("UTF-8");
         let at = chrono::DateTime::parse_from_rfc3339("2026-01-05T00:00:00Z").unwrap()
             + chrono::Duration::seconds(n as i64);
         let mut out = text
@@ -113,6 +114,35 @@ impl Template {
         }
         out
     }
+}
+
+/// The payload with its positive integer leaves moved by up to about a quarter, differently
+/// for each `n`: instances differ, and identical values in every payload would let the
+/// store's compression (PostgreSQL TOAST, zstd) look better than it is on a real fleet.
+/// Zeros, negative sentinels, floats and booleans stay as they are; the JSON stays compact.
+fn vary(bytes: &[u8], n: usize) -> Vec<u8> {
+    fn walk(value: &mut serde_json::Value, seed: &mut u64) {
+        match value {
+            serde_json::Value::Object(map) => map.values_mut().for_each(|v| walk(v, seed)),
+            serde_json::Value::Array(items) => items.iter_mut().for_each(|v| walk(v, seed)),
+            serde_json::Value::Number(number) => {
+                if let Some(v) = number.as_i64().filter(|v| *v > 0) {
+                    // xorshift: cheap, deterministic per (n, leaf order)
+                    *seed ^= *seed << 13;
+                    *seed ^= *seed >> 7;
+                    *seed ^= *seed << 17;
+                    let span = v / 2 + 1;
+                    let moved = v - v / 4 + (*seed % span as u64) as i64;
+                    *number = moved.max(1).into();
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut value: serde_json::Value = serde_json::from_slice(bytes).expect("payload is JSON");
+    let mut seed = 0x9E37_79B9_7F4A_7C15_u64 ^ (n as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D);
+    walk(&mut value, &mut seed);
+    serde_json::to_vec(&value).expect("serialises")
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {

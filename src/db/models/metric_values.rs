@@ -24,7 +24,7 @@ use crate::db::schema::{
     metric_block_values, metric_blocks, usage_data, usage_data_metrics, usage_data_values,
 };
 use crate::db::{AnyConnection, DbError};
-use crate::domain::payload::stored::{self, MalformedValues, StoredValue};
+use crate::domain::payload::stored::{self, ColumnBuilder, MalformedValues, StoredValue};
 use crate::with_conn;
 
 /// Ids (or keys) per `IN (…)` list: two lists of this size stay under SQLite's limit of
@@ -374,6 +374,10 @@ pub struct MergePolicy {
     pub max_wait: chrono::Duration,
 }
 
+/// Staged bodies read at once by the merge: the bodies are ~10-40 KB each, so the merge
+/// holds a few MB of them, not the whole block's.
+const BODIES_PER_READ: usize = 64;
+
 /// Merges the oldest staged submissions into one new block, in one transaction, if the
 /// policy says it is time. Returns how many were merged (0: nothing to do yet). A merge that
 /// is interrupted rolls back whole; the staged rows stay and the next run merges them.
@@ -383,24 +387,23 @@ pub fn merge_staged(
     now: NaiveDateTime,
 ) -> Result<usize, DbError> {
     conn.transaction(|conn| {
-        let limit = policy.max_block as i64;
         let query = usage_data_values::table
             .filter(usage_data_values::block_id.is_null())
             .order(usage_data_values::usage_data_id)
-            .limit(limit)
-            .select((usage_data_values::usage_data_id, usage_data_values::body));
-        // FOR UPDATE: an erasure of one of these waits for the merge, then finds the row
-        // merged (delete_values reads the deleted row's block).
-        let staged: Vec<(i64, Option<String>)> = match conn {
+            .limit(policy.max_block as i64)
+            .select(usage_data_values::usage_data_id);
+        // FOR UPDATE: an erasure of one of these waits for the merge, then finds the
+        // submission in its block (delete_values reads the deleted row's block).
+        let ids: Vec<i64> = match conn {
             AnyConnection::Postgres(c) => query.for_update().load(&mut **c)?,
             AnyConnection::Sqlite(c) => query.load(&mut **c)?,
         };
-        if staged.is_empty() {
+        if ids.is_empty() {
             return Ok(0);
         }
-        if staged.len() < policy.min_block {
+        if ids.len() < policy.min_block {
             let oldest: Option<NaiveDateTime> = with_conn!(conn, |c| usage_data::table
-                .filter(usage_data::id.eq(staged[0].0))
+                .filter(usage_data::id.eq(ids[0]))
                 .select(usage_data::received_at)
                 .first(c)
                 .optional())?;
@@ -408,18 +411,32 @@ pub fn merge_staged(
                 return Ok(0);
             }
         }
-        let ids: Vec<i64> = staged.iter().map(|(id, _)| *id).collect();
-        let mut columns: BTreeMap<i64, Vec<Option<StoredValue>>> = BTreeMap::new();
-        for (at, (_, body)) in staged.iter().enumerate() {
-            for (key, value) in stored::parse_body(body.as_deref().unwrap_or("{}"))? {
-                columns.entry(key).or_insert_with(|| vec![None; ids.len()])[at] = Some(value);
+        // One array per metric, built by copying each body's number text in member order.
+        let mut columns: HashMap<i64, ColumnBuilder, foldhash::fast::RandomState> =
+            HashMap::default();
+        for chunk in ids.chunks(BODIES_PER_READ) {
+            let bodies: Vec<(i64, Option<String>)> =
+                with_conn!(conn, |c| usage_data_values::table
+                    .filter(usage_data_values::usage_data_id.eq_any(chunk))
+                    .order(usage_data_values::usage_data_id)
+                    .select((usage_data_values::usage_data_id, usage_data_values::body))
+                    .load(c))?;
+            for (id, body) in bodies {
+                let Ok(position) = ids.binary_search(&id) else {
+                    continue;
+                };
+                for token in stored::body_tokens(body.as_deref().unwrap_or("{}")) {
+                    let (key, text) = token?;
+                    columns.entry(key).or_default().push(position, text);
+                }
             }
         }
         let block = insert_block(conn, &ids, now)?;
-        let rows: Vec<(i64, String)> = columns
-            .iter()
-            .map(|(key, vals)| (*key, stored::format_values(vals)))
+        let mut rows: Vec<(i64, String)> = columns
+            .into_iter()
+            .map(|(key, column)| (key, column.finish(ids.len())))
             .collect();
+        rows.sort_unstable_by_key(|(key, _)| *key);
         for chunk in rows.chunks(ROWS_PER_INSERT) {
             let values: Vec<_> = chunk
                 .iter()
@@ -436,17 +453,47 @@ pub fn merge_staged(
                 .execute(c))?;
         }
         for chunk in ids.chunks(IDS_PER_QUERY) {
-            with_conn!(conn, |c| diesel::update(
-                usage_data_values::table.filter(usage_data_values::usage_data_id.eq_any(chunk))
-            )
-            .set((
-                usage_data_values::block_id.eq(Some(block)),
-                usage_data_values::body.eq(None::<String>),
-            ))
-            .execute(c))?;
+            mark_merged(conn, chunk, block)?;
         }
         Ok(ids.len())
     })
+}
+
+/// Records that the staged submissions `ids` are now in `block` (their bodies go).
+fn mark_merged(conn: &mut AnyConnection, ids: &[i64], block: i64) -> Result<(), DbError> {
+    let rows = usage_data_values::table.filter(usage_data_values::usage_data_id.eq_any(ids));
+    match conn {
+        // Updated in place: an erasure waiting on one of these rows then deletes the updated
+        // row and learns its block (a row deleted and inserted anew would be skipped by the
+        // waiting statement, and its values would stay in the block).
+        AnyConnection::Postgres(c) => {
+            diesel::update(rows)
+                .set((
+                    usage_data_values::block_id.eq(Some(block)),
+                    usage_data_values::body.eq(None::<String>),
+                ))
+                .execute(&mut **c)?;
+        }
+        // Replaced by small new rows: an update in place left SQLite's leaf pages as sparse
+        // as the staged bodies had made them (~5.5 KB a submission after the merge). Write
+        // transactions do not overlap on SQLite, so the erasure race above cannot happen.
+        AnyConnection::Sqlite(c) => {
+            diesel::delete(rows).execute(&mut **c)?;
+            let members: Vec<_> = ids
+                .iter()
+                .map(|id| {
+                    (
+                        usage_data_values::usage_data_id.eq(*id),
+                        usage_data_values::block_id.eq(Some(block)),
+                    )
+                })
+                .collect();
+            diesel::insert_into(usage_data_values::table)
+                .values(&members)
+                .execute(&mut **c)?;
+        }
+    }
+    Ok(())
 }
 
 fn insert_block(conn: &mut AnyConnection, ids: &[i64], now: NaiveDateTime) -> Result<i64, DbError> {

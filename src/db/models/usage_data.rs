@@ -80,8 +80,11 @@ impl StoredSubmission {
 /// after the first payload almost every lookup is a hash probe instead of a query.
 #[derive(Debug, Default)]
 pub struct KeyDictionary {
-    ids: RwLock<HashMap<String, i64>>,
+    ids: RwLock<KeyIds>,
 }
+
+/// Key path -> id, hashed with foldhash (seeded per process): SipHash was ~6 % of ingest CPU.
+pub type KeyIds = HashMap<String, i64, foldhash::fast::RandomState>;
 
 impl KeyDictionary {
     /// The cached id of a key path.
@@ -94,7 +97,7 @@ impl KeyDictionary {
     }
 
     /// Every cached id, for building a group's metric rows under one lock.
-    pub fn ids(&self) -> RwLockReadGuard<'_, HashMap<String, i64>> {
+    pub fn ids(&self) -> RwLockReadGuard<'_, KeyIds> {
         self.ids.read().expect("key dictionary lock")
     }
 

@@ -10,8 +10,6 @@
 //! so a reader can tell them apart). These writers produce no whitespace, which keeps the
 //! parsers here a split on commas instead of a general JSON parser.
 
-use std::fmt::Write as _;
-
 /// One stored value: the double every aggregate uses, and the exact integer of a whole-number
 /// or boolean leaf.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -42,9 +40,7 @@ fn bad(what: &str, text: &str) -> MalformedValues {
 /// Appends `value` as a JSON number.
 fn push_value(out: &mut String, value: &StoredValue) {
     match value.exact {
-        Some(int) => {
-            let _ = write!(out, "{int}");
-        }
+        Some(int) => out.push_str(itoa::Buffer::new().format(int)),
         // JSON input has no NaN or infinity; a non-finite value cannot be written as a
         // number, and null reads back as "no value", which is the least wrong.
         None if !value.value.is_finite() => out.push_str("null"),
@@ -84,7 +80,9 @@ pub fn format_body<'a>(values: impl Iterator<Item = (i64, &'a StoredValue)>) -> 
         if index > 0 {
             out.push(',');
         }
-        let _ = write!(out, "\"{key}\":");
+        out.push('"');
+        out.push_str(itoa::Buffer::new().format(key));
+        out.push_str("\":");
         push_value(&mut out, value);
     }
     out.push('}');
@@ -115,6 +113,43 @@ pub fn parse_body(body: &str) -> Result<Vec<(i64, StoredValue)>, MalformedValues
     Ok(out)
 }
 
+/// Every `(key_id, number text)` of a staged body, in the body's (key) order, without reading
+/// the numbers: the merge copies their text into the blocks as it is. A token that is not
+/// number-like is refused, so a block never holds anything but JSON numbers and nulls.
+pub fn body_tokens(body: &str) -> impl Iterator<Item = Result<(i64, &str), MalformedValues>> {
+    let inner = body
+        .strip_prefix('{')
+        .and_then(|b| b.strip_suffix('}'))
+        .ok_or_else(|| bad("an object", body));
+    let (inner, err) = match inner {
+        Ok(inner) => (inner, None),
+        Err(err) => ("", Some(err)),
+    };
+    err.into_iter().map(Err).chain(
+        inner
+            .split(',')
+            .filter(|pair| !pair.is_empty())
+            .map(|pair| {
+                let (key, value) = pair.split_once(':').ok_or_else(|| bad("a pair", pair))?;
+                let key: i64 = key
+                    .strip_prefix('"')
+                    .and_then(|k| k.strip_suffix('"'))
+                    .and_then(|k| k.parse().ok())
+                    .ok_or_else(|| bad("a key id", pair))?;
+                let number_like = value == "null"
+                    || (!value.is_empty()
+                        && value.bytes().all(|b| {
+                            b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E')
+                        }));
+                if number_like {
+                    Ok((key, value))
+                } else {
+                    Err(bad("a number", pair))
+                }
+            }),
+    )
+}
+
 /// One key's value in a staged body, found without reading the rest: keys are quoted and
 /// values are numbers, so `"<key>":` occurs once at most.
 pub fn body_value(body: &str, key_id: i64) -> Result<Option<StoredValue>, MalformedValues> {
@@ -135,7 +170,7 @@ pub fn format_ids(ids: &[i64]) -> String {
         if index > 0 {
             out.push(',');
         }
-        let _ = write!(out, "{id}");
+        out.push_str(itoa::Buffer::new().format(*id));
     }
     out.push(']');
     out
@@ -177,6 +212,54 @@ pub fn parse_values(text: &str) -> Result<Vec<Option<StoredValue>>, MalformedVal
         return Ok(Vec::new());
     }
     inner.split(',').map(parse_value).collect()
+}
+
+/// Builds one metric's block array from number texts given in member order (the merge): a
+/// member that lacks the metric gets `null`. The texts are copied, not re-read.
+#[derive(Debug)]
+pub struct ColumnBuilder {
+    text: String,
+    filled: usize,
+}
+
+impl Default for ColumnBuilder {
+    fn default() -> Self {
+        ColumnBuilder {
+            text: String::from("["),
+            filled: 0,
+        }
+    }
+}
+
+impl ColumnBuilder {
+    fn push_raw(&mut self, token: &str) {
+        if self.filled > 0 {
+            self.text.push(',');
+        }
+        self.text.push_str(token);
+        self.filled += 1;
+    }
+
+    /// Sets member `position`'s value (positions must come in increasing order; a repeated
+    /// position keeps the first value).
+    pub fn push(&mut self, position: usize, token: &str) {
+        if position < self.filled {
+            return;
+        }
+        while self.filled < position {
+            self.push_raw("null");
+        }
+        self.push_raw(token);
+    }
+
+    /// The array for a block of `members` members.
+    pub fn finish(mut self, members: usize) -> String {
+        while self.filled < members {
+            self.push_raw("null");
+        }
+        self.text.push(']');
+        self.text
+    }
 }
 
 fn strip_array(text: &str) -> Result<&str, MalformedValues> {
@@ -222,6 +305,10 @@ mod tests {
         // "1" must not match inside "12" or "41".
         assert_eq!(body_value(&body, 1).unwrap(), None);
         assert_eq!(parse_body("{}").unwrap(), vec![]);
+        let tokens: Vec<(i64, &str)> = body_tokens(&body).map(Result::unwrap).collect();
+        assert_eq!(tokens[0], (3, "6842684531675334351"));
+        assert_eq!(tokens[4], (40, "1e+20"));
+        assert_eq!(body_tokens("{}").count(), 0);
     }
 
     #[test]
@@ -238,11 +325,23 @@ mod tests {
     }
 
     #[test]
+    fn a_column_pads_missing_members_with_null() {
+        let mut column = ColumnBuilder::default();
+        column.push(1, "5");
+        column.push(1, "6");
+        column.push(3, "2.5");
+        assert_eq!(column.finish(5), "[null,5,null,2.5,null]");
+        assert_eq!(ColumnBuilder::default().finish(2), "[null,null]");
+    }
+
+    #[test]
     fn malformed_text_is_an_error_not_a_wrong_value() {
         assert!(parse_body("[1]").is_err());
         assert!(parse_body(r#"{"a":1}"#).is_err());
         assert!(parse_values("[1,x]").is_err());
         assert!(parse_ids("1,2").is_err());
         assert!(body_value(r#"{"3":"#, 3).is_err());
+        assert!(body_tokens(r#"{"3":"x"}"#).any(|t| t.is_err()));
+        assert!(body_tokens("[]").any(|t| t.is_err()));
     }
 }
