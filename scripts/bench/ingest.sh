@@ -64,6 +64,11 @@ fresh_db() { # $1 backend -> prints url
   fi
 }
 
+staged_count() { # $1 backend, $2 url: submissions whose values are not merged into blocks yet
+  local sql="SELECT COUNT(*) FROM usage_data_values WHERE block_id IS NULL"
+  if [ "$1" = sqlite ]; then sqlite3 "${2#sqlite://}" "$sql"; else psql -qAt "$2" -c "$sql"; fi
+}
+
 # Stored bytes per submission after the main run, per table with its indexes (and, on
 # PostgreSQL, TOAST), every table of the store (the insights rollup included), and in total.
 bytes_per_submission() { # $1 backend, $2 url
@@ -79,6 +84,15 @@ bytes_per_submission() { # $1 backend, $2 url
       UNION ALL SELECT 'bytes per stored submission:', 'whole file', (SELECT page_count * page_size FROM pragma_page_count, pragma_page_size) / (SELECT rows FROM n)
       ORDER BY 3 DESC;"
   else
+    # Merged submissions leave their staged bodies behind as dead tuples (mostly TOAST) until
+    # (auto)vacuum frees them for the next staged ones. This machine runs with autovacuum
+    # off, so the total is printed as left, then everything after the VACUUM autovacuum
+    # would have run.
+    psql -qAt -F ' ' "$2" -c "
+      SELECT 'bytes per stored submission: all tables as left, before VACUUM',
+             SUM(pg_total_relation_size(oid)) / (SELECT COUNT(*) FROM usage_data)
+      FROM pg_class WHERE relkind = 'r' AND relnamespace = 'public'::regnamespace;"
+    psql -qAt "$2" -c "VACUUM" >/dev/null
     psql -qAt -F ' ' "$2" -c "
       WITH n AS (SELECT COUNT(*) AS rows FROM usage_data),
       t AS (SELECT relname, pg_total_relation_size(oid) AS b FROM pg_class
@@ -87,12 +101,6 @@ bytes_per_submission() { # $1 backend, $2 url
       WHERE b / (SELECT rows FROM n) > 0
       UNION ALL SELECT 'bytes per stored submission:', 'all tables', SUM(b) / (SELECT rows FROM n) FROM t
       ORDER BY 3 DESC;"
-    # Merged submissions leave their staged bodies behind as dead tuples until (auto)vacuum
-    # makes the space reusable for the next staged ones; this is what the live rows take.
-    psql -qAt "$2" -c "VACUUM FULL usage_data_values" >/dev/null
-    psql -qAt -F ' ' "$2" -c "
-      SELECT 'bytes per stored submission after VACUUM FULL usage_data_values:', 'usage_data_values',
-             pg_total_relation_size('usage_data_values') / (SELECT COUNT(*) FROM usage_data);"
   fi
 }
 
@@ -142,7 +150,7 @@ for backend in $BACKENDS; do
   # The merge job moves staged values into blocks behind the load: time until none is left.
   merge_start=$(date +%s.%N)
   for _ in $(seq 1 1200); do
-    staged=$(curl -fs "http://127.0.0.1:$PORT/metrics" | awk '/^version_app_metric_values_staged / {print $2}')
+    staged=$(staged_count "$backend" "$url")
     [ "${staged:-1}" = 0 ] && break
     sleep 0.5
   done

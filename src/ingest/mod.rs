@@ -127,6 +127,7 @@ pub struct Ingest {
     pub leaders: Arc<ArcSwap<FeatureScores>>,
     /// Ingest counters and histograms in `/metrics`.
     pub metrics: Arc<IngestMetrics>,
+    keys: Arc<KeyDictionary>,
 }
 
 impl Ingest {
@@ -178,6 +179,7 @@ impl Ingest {
             mapping,
             leaders,
             metrics,
+            keys,
         }
     }
 
@@ -201,7 +203,19 @@ impl Ingest {
 
     /// Stores one payload (grouped with others arriving at the same time); resolves after
     /// the commit.
-    pub async fn submit(&self, submission: NewSubmission) -> Result<StoredSubmission, ApiError> {
+    pub async fn submit(
+        &self,
+        mut submission: NewSubmission,
+    ) -> Result<StoredSubmission, ApiError> {
+        // The staged body is made here, in parallel across requests, when every key is known
+        // already (almost always): the one writer thread then only writes it.
+        let keys = self.keys.clone();
+        submission = tokio::task::spawn_blocking(move || {
+            submission.staged = store::staged_body(&keys.ids(), &submission.metrics);
+            submission
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("staging task failed: {e}")))?;
         let (reply, answer) = oneshot::channel();
         match self.queue.try_send(Job { submission, reply }) {
             Ok(()) => {}
@@ -352,6 +366,7 @@ impl Writer {
             &mut conn,
             submissions
                 .iter()
+                .filter(|s| s.staged.is_none())
                 .flat_map(|s| s.metrics.iter().map(|metric| metric.key)),
         )?;
         let resolved = started.elapsed();
@@ -412,5 +427,6 @@ pub fn new_submission(
         raw,
         source,
         country,
+        staged: None,
     }
 }

@@ -6,16 +6,19 @@
 //! writer commits in between is caught by the unique (uuid, recorded_at) key inside the
 //! transaction and answered from the stored row.
 
+use std::borrow::Cow;
+
 use chrono::NaiveDateTime;
 
 use super::metrics::IngestMetrics;
 use crate::db::models::usage_data::{
-    self, KeyDictionary, NewSubmission, StoredScore, StoredSubmission,
+    self, KeyDictionary, KeyIds, NewSubmission, StoredScore, StoredSubmission,
 };
 use crate::db::models::{metric_values, usage_data_raw};
 use crate::db::{AnyConnection, DbError};
 use crate::domain::devops::{FeatureScores, ScoreMapping};
 use crate::domain::payload::stored::{self, StoredValue};
+use crate::domain::payload::FlatMetrics;
 use crate::domain::submission_score::{self, CandidateRef, ScoreCandidate, SubmissionScore};
 
 /// What the group does with one submission.
@@ -101,6 +104,20 @@ fn plan_group(
     Ok(plans)
 }
 
+/// The staged body of a payload's values (`domain::payload::stored`), or `None` when a key
+/// has no id yet (the writer resolves it, then makes the body itself).
+pub(crate) fn staged_body(ids: &KeyIds, metrics: &FlatMetrics) -> Option<String> {
+    let mut values: Vec<(i64, StoredValue)> = Vec::with_capacity(metrics.len());
+    for metric in metrics.iter() {
+        values.push((
+            *ids.get(metric.key)?,
+            StoredValue::new(metric.value, metric.exact),
+        ));
+    }
+    values.sort_unstable_by_key(|(key, _)| *key);
+    Some(stored::format_body(values.iter().map(|(k, v)| (*k, v))))
+}
+
 /// The inserts of one group, inside its transaction.
 fn write_group(
     conn: &mut AnyConnection,
@@ -112,7 +129,7 @@ fn write_group(
 ) -> Result<Vec<StoredSubmission>, DbError> {
     let mut results: Vec<StoredSubmission> = Vec::with_capacity(batch.len());
     // One staged row per new submission: its values as one JSON object (metric_values.rs).
-    let mut staged: Vec<(i64, String)> = Vec::new();
+    let mut staged: Vec<(i64, Cow<'_, str>)> = Vec::new();
     let ids = keys.ids();
     for (submission, plan) in batch.iter().zip(plans) {
         let score = match plan {
@@ -148,15 +165,13 @@ fn write_group(
         };
         usage_data_raw::insert_raw(conn, id, &submission.raw)?;
         usage_data::insert_extra(conn, id, summary)?;
-        let mut values: Vec<(i64, StoredValue)> = Vec::with_capacity(submission.metrics.len());
-        for metric in submission.metrics.iter() {
-            let key_id = *ids.get(metric.key).ok_or_else(|| {
-                DbError::Inconsistent(format!("metric key `{}` was not resolved", metric.key))
-            })?;
-            values.push((key_id, StoredValue::new(metric.value, metric.exact)));
-        }
-        values.sort_unstable_by_key(|(key, _)| *key);
-        staged.push((id, stored::format_body(values.iter().map(|(k, v)| (*k, v)))));
+        let body = match &submission.staged {
+            Some(body) => Cow::Borrowed(body.as_str()),
+            None => Cow::Owned(staged_body(&ids, &submission.metrics).ok_or_else(|| {
+                DbError::Inconsistent("a metric key of the group was not resolved".into())
+            })?),
+        };
+        staged.push((id, body));
         results.push(StoredSubmission {
             usage_data_id: id,
             scores: conv_index,

@@ -44,7 +44,10 @@ type Found = BTreeMap<(i64, i64), StoredValue>;
 
 /// Stages the values of newly stored submissions: `(usage_data_id, body)` with bodies from
 /// [`stored::format_body`]. Runs inside the ingest transaction.
-pub fn insert_staged(conn: &mut AnyConnection, rows: &[(i64, String)]) -> Result<(), DbError> {
+pub fn insert_staged(
+    conn: &mut AnyConnection,
+    rows: &[(i64, std::borrow::Cow<'_, str>)],
+) -> Result<(), DbError> {
     // Bodies are ~10-40 KB each; a few per statement keeps the statement small.
     for chunk in rows.chunks(64) {
         let values: Vec<_> = chunk
@@ -52,7 +55,7 @@ pub fn insert_staged(conn: &mut AnyConnection, rows: &[(i64, String)]) -> Result
             .map(|(id, body)| {
                 (
                     usage_data_values::usage_data_id.eq(*id),
-                    usage_data_values::body.eq(Some(body.as_str())),
+                    usage_data_values::body.eq(Some(body.as_ref())),
                 )
             })
             .collect();

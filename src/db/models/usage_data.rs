@@ -51,6 +51,9 @@ pub struct NewSubmission {
     pub source: SubmissionSource,
     /// Sender's country code, when GeoIP is configured.
     pub country: Option<String>,
+    /// The staged-values body, when it could be made before the writer (every key known):
+    /// see `ingest::store::staged_body`.
+    pub staged: Option<String>,
 }
 
 /// What was stored (or found already stored) for one submission.
