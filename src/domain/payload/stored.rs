@@ -91,22 +91,10 @@ pub fn format_body<'a>(values: impl Iterator<Item = (i64, &'a StoredValue)>) -> 
 
 /// Every `(key_id, value)` of a staged body, in the body's (key) order.
 pub fn parse_body(body: &str) -> Result<Vec<(i64, StoredValue)>, MalformedValues> {
-    let inner = body
-        .strip_prefix('{')
-        .and_then(|b| b.strip_suffix('}'))
-        .ok_or_else(|| bad("an object", body))?;
-    if inner.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut out = Vec::with_capacity(inner.len() / 8);
-    for pair in inner.split(',') {
-        let (key, value) = pair.split_once(':').ok_or_else(|| bad("a pair", pair))?;
-        let key: i64 = key
-            .strip_prefix('"')
-            .and_then(|k| k.strip_suffix('"'))
-            .and_then(|k| k.parse().ok())
-            .ok_or_else(|| bad("a key id", pair))?;
-        if let Some(value) = parse_value(value)? {
+    let mut out = Vec::with_capacity(body.len() / 8);
+    for token in body_tokens(body) {
+        let (key, text) = token?;
+        if let Some(value) = parse_value(text)? {
             out.push((key, value));
         }
     }
