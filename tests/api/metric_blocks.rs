@@ -2,6 +2,7 @@
 //! (issue 10). Whatever form holds them, every reader sees the same values: the analysts'
 //! `metric_values` view, the application's reads by submission and by metric range, and
 //! erasure removes a submission's values from a block without touching its neighbours'.
+//! Narrow rows an earlier release wrote are read beside them.
 //! Checked against the values computed here from the posted JSON.
 
 use std::collections::BTreeMap;
@@ -116,6 +117,37 @@ fn assert_same(expected: &Values, conn: &mut AnyConnection, ids: &[i64], when: &
     assert_eq!(&by_range, expected, "{when}: key_values_between");
 }
 
+/// Moves one submission's values from its staged row to narrow `usage_data_metrics` rows.
+fn as_legacy_rows(conn: &mut AnyConnection, id: i64) {
+    use version_app::db::schema::usage_data_metrics;
+    let body: Option<String> = version_app::with_conn!(conn, |c| usage_data_values::table
+        .filter(usage_data_values::usage_data_id.eq(id))
+        .select(usage_data_values::body)
+        .first(c)
+        .unwrap());
+    let rows: Vec<_> = version_app::domain::payload::stored::parse_body(&body.unwrap())
+        .unwrap()
+        .into_iter()
+        .map(|(key, v)| {
+            (
+                usage_data_metrics::key_id.eq(key),
+                usage_data_metrics::usage_data_id.eq(id),
+                usage_data_metrics::value.eq(v.value),
+                usage_data_metrics::value_int.eq(v.exact),
+            )
+        })
+        .collect();
+    version_app::with_conn!(conn, |c| {
+        diesel::delete(usage_data_values::table.filter(usage_data_values::usage_data_id.eq(id)))
+            .execute(c)
+            .unwrap();
+        diesel::insert_into(usage_data_metrics::table)
+            .values(&rows)
+            .execute(c)
+            .unwrap();
+    });
+}
+
 #[tokio::test]
 async fn values_read_the_same_staged_merged_and_after_an_erasure() {
     // The merge job must not run on its own here: the test merges step by step.
@@ -149,6 +181,9 @@ async fn values_read_the_same_staged_merged_and_after_an_erasure() {
     let all: Vec<i64> = ids.iter().map(|(_, id)| *id).collect();
     let mut conn = app.store().get().unwrap();
     assert_eq!(values::count_staged(&mut conn).unwrap(), 4);
+    // A3 as an earlier release stored it: narrow usage_data_metrics rows, no staged row.
+    as_legacy_rows(&mut conn, all[3]);
+    assert_eq!(values::count_staged(&mut conn).unwrap(), 3);
     assert_eq!(
         expected.get(&("database.pg_system_id".into(), all[0])),
         Some(&(
@@ -159,8 +194,13 @@ async fn values_read_the_same_staged_merged_and_after_an_erasure() {
     assert_same(&expected, &mut conn, &all, "all staged");
 
     assert_eq!(merge(&mut conn, 2), 2);
-    assert_same(&expected, &mut conn, &all, "two merged, two staged");
-    assert_eq!(merge(&mut conn, 2), 2);
+    assert_same(
+        &expected,
+        &mut conn,
+        &all,
+        "two merged, one staged, one legacy",
+    );
+    assert_eq!(merge(&mut conn, 2), 1);
     assert_eq!(merge(&mut conn, 2), 0, "nothing left to merge");
     assert_eq!(values::count_staged(&mut conn).unwrap(), 0);
     let staged_bodies: i64 = version_app::with_conn!(&mut conn, |c| usage_data_values::table
@@ -171,7 +211,8 @@ async fn values_read_the_same_staged_merged_and_after_an_erasure() {
     assert_eq!(staged_bodies, 0, "a merged submission keeps no staged body");
     assert_same(&expected, &mut conn, &all, "all merged");
 
-    // Erase A's submissions: the mixed block keeps B1 only, the all-A block goes.
+    // Erase A's submissions: the mixed block keeps B1 only, the all-A block goes, and A3's
+    // narrow rows go too.
     let of_a: Vec<i64> = ids
         .iter()
         .filter(|(uuid, _)| uuid == "a")
