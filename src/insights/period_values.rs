@@ -2,8 +2,9 @@
 //!
 //! The rollup keeps, per installation and period, only which submission counts and which one
 //! counted in the installation's previous period (`insights_periods`). A metric's values come
-//! from `usage_data_metrics`, keyed by (metric, submission): one query joins each counted
-//! submission of the range to its value and its previous period's value, then the time-frame
+//! from the stored values, keyed by metric first (`metric_values::key_values_between` over the
+//! id range the counted submissions span), each counted submission joined in memory to its
+//! value and its previous period's value, then the time-frame
 //! rule (`domain::insights::period_value`) runs in memory. Keeping the values
 //! per key, period and installation instead cost the job about twice the submission's own
 //! metric rows in writes and bytes for every submission, and a series is rarely asked for more

@@ -1,8 +1,9 @@
 //! The metric values of one stored submission, as the rollup job reads them.
 //!
-//! `usage_data_metrics` is keyed by metric first (`key_id, usage_data_id`), which suits the
-//! analysts' per-metric queries but not "every value of submission N": that is one index
-//! probe per key in the whole dictionary (~4,200), and the job needs it up to eleven times
+//! The stored values (`db::models::metric_values`: staged rows, blocks keyed by metric, and
+//! the narrow `usage_data_metrics` rows of earlier releases) are keyed by metric first, which
+//! suits the analysts' per-metric queries but not "every value of submission N": that is one
+//! read per key in the whole dictionary (~4,200), and the job needs it up to eleven times
 //! per submission (its own values, the month's and week's previous counted submissions, the
 //! next periods). Measured: 0.4–0.6 s per submission (docs/benchmarks-insights.md).
 //!
@@ -38,7 +39,7 @@ const CAPACITY: usize = 16;
 pub(super) struct ReadCounts {
     /// Read from the stored payload.
     pub(super) payload: usize,
-    /// Read by probing `usage_data_metrics` key by key.
+    /// Read from the stored metric values key by key.
     pub(super) probed: usize,
     /// Served from the cache.
     pub(super) cached: usize,
@@ -135,7 +136,7 @@ fn from_payload(
 /// The values the rollup job reads for submission `usage_data_id` from its stored payload,
 /// `(key_id, value)` sorted by key id; `None` when it falls back to the metric table (no
 /// payload, or one that does not match the stored rows). Public so that tests can hold it
-/// against `usage_data_metrics`.
+/// against the stored metric values.
 pub fn values_from_payload(db: &Db, usage_data_id: i64) -> anyhow::Result<Option<Vec<(i64, f64)>>> {
     let mut conn = db.get()?;
     let keys = super::keys::Keys::load(&mut conn)?;
