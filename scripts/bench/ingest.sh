@@ -155,6 +155,10 @@ for backend in $BACKENDS; do
     sleep 0.5
   done
   echo "merge: staged left ${staged:-?}, $(python3 -c "import time; print(f'{time.time() - $merge_start:.1f}')") s after the last answer"
+  curl -fs "http://127.0.0.1:$PORT/metrics" | awk '
+    /^version_app_metric_values_merged_total / { merged = $2 }
+    /^version_app_job_last_duration_seconds\{job="metric_merge"\}/ { last = $2 }
+    END { printf "merge: %d submissions merged, last run %.0f ms\n", merged, 1000 * last }' || true
   stop_server
   bytes_per_submission "$backend" "$url"
   start_server "$url"
