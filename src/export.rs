@@ -7,8 +7,8 @@ use std::io::Write;
 
 use chrono::{NaiveDate, NaiveDateTime};
 
-use crate::db::models::usage_data;
 use crate::db::models::usage_data_raw::{self, ExportRow};
+use crate::db::models::{metric_values, usage_data};
 use crate::db::AnyConnection;
 use crate::domain::csv_safe::neutralise;
 use crate::domain::pseudonym::{rewrite_strings, SecretKey, IDENTIFYING_PATHS};
@@ -116,8 +116,8 @@ pub fn export(
                 let ids: Vec<i64> = page.iter().map(|r| r.id).collect();
                 let mut values: HashMap<(i64, i64), f64> = HashMap::new();
                 if !wanted.is_empty() {
-                    for (id, key, value) in usage_data::list_metric_values(conn, &ids, &wanted)? {
-                        values.insert((id, key), value);
+                    for (id, key, value) in metric_values::values_of(conn, &ids, &wanted)? {
+                        values.insert((id, key), value.value);
                     }
                 }
                 for row in page {

@@ -3,7 +3,8 @@
 //! [`MAX_BLOCK`] submissions, each in one transaction.
 //!
 //! Readers see staged values as well as merged ones, so the merge never delays an answer;
-//! it exists for the store's size (about three bytes per value in a block against a JSON
+//! it exists for the store's size (about four bytes per value in a block on SQLite, one on
+//! PostgreSQL, against a JSON
 //! object per submission) and for the speed of reading one metric over many submissions.
 //! It runs once across processes (an advisory lock on PostgreSQL), merges as soon as
 //! `metric_block_min` submissions are staged, and merges fewer once the oldest staged one has

@@ -8,7 +8,8 @@
 //! its values as a JSON object), and [`merge_staged`] later turns many staged submissions
 //! into one row per metric (`metric_block_values`, a JSON array aligned with the block's
 //! ids): a metric's values over thousands of submissions are then a few rows, as the
-//! analysts' reads want, at about three bytes per value. The text form is
+//! analysts' reads want, at about four bytes per value as text (one on PostgreSQL, which
+//! compresses it). The text form is
 //! [`crate::domain::payload::stored`]; the `metric_values` view shows all forms as narrow rows.
 //!
 //! Reads look at the staged rows first and the blocks second: a merge that commits between

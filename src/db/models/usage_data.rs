@@ -378,17 +378,3 @@ pub fn find_key_ids(
         .load(c))?;
     Ok(rows.into_iter().collect())
 }
-
-/// `(usage_data_id, key_id, value)` of the given keys for the given submissions.
-pub fn list_metric_values(
-    conn: &mut AnyConnection,
-    usage_data_ids: &[i64],
-    key_ids: &[i64],
-) -> Result<Vec<(i64, i64, f64)>, DbError> {
-    Ok(
-        crate::db::models::metric_values::values_of(conn, usage_data_ids, key_ids)?
-            .into_iter()
-            .map(|(id, key, v)| (id, key, v.value))
-            .collect(),
-    )
-}
