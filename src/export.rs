@@ -11,6 +11,7 @@ use crate::db::models::usage_data_raw::{self, ExportRow};
 use crate::db::models::{metric_values, usage_data};
 use crate::db::AnyConnection;
 use crate::domain::csv_safe::neutralise;
+use crate::domain::payload::stored::StoredValue;
 use crate::domain::pseudonym::{rewrite_strings, SecretKey, IDENTIFYING_PATHS};
 
 /// Submissions read per query.
@@ -114,10 +115,10 @@ pub fn export(
             writer.write_record(header.iter().map(|cell| neutralise(cell).into_owned()))?;
             for_each_page(conn, from, to, false, |conn, page| {
                 let ids: Vec<i64> = page.iter().map(|r| r.id).collect();
-                let mut values: HashMap<(i64, i64), f64> = HashMap::new();
+                let mut values: HashMap<(i64, i64), StoredValue> = HashMap::new();
                 if !wanted.is_empty() {
                     for (id, key, value) in metric_values::values_of(conn, &ids, &wanted)? {
-                        values.insert((id, key), value.value);
+                        values.insert((id, key), value);
                     }
                 }
                 for row in page {
@@ -172,7 +173,7 @@ fn csv_record(
     row: &ExportRow,
     keys: &[String],
     key_ids: &HashMap<String, i64>,
-    values: &HashMap<(i64, i64), f64>,
+    values: &HashMap<(i64, i64), StoredValue>,
     hide: &dyn Fn(&str) -> String,
 ) -> Vec<String> {
     // Text from senders goes through the formula-injection defence (domain::csv_safe);
@@ -192,7 +193,15 @@ fn csv_record(
         let value = key_ids
             .get(key)
             .and_then(|key_id| values.get(&(row.id, *key_id)));
-        record.push(value.map(|v| v.to_string()).unwrap_or_default());
+        // The exact integer when there is one: the double loses digits above 2^53.
+        record.push(
+            value
+                .map(|v| match v.exact {
+                    Some(int) => int.to_string(),
+                    None => v.value.to_string(),
+                })
+                .unwrap_or_default(),
+        );
     }
     record
 }

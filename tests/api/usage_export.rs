@@ -10,7 +10,10 @@ async fn export_streams_a_date_range_as_ndjson_and_csv() {
     let app = TestApp::spawn().await;
     assert_eq!(post_json(&app, FULL.to_vec()).await.status(), 201); // 2026-01-08
     let pretty: Value = serde_json::from_slice(&minimal_with(json!({
-        "uuid": "pretty", "recorded_at": "2026-01-20T08:00:00Z", "counts": {"issues": 12}
+        "uuid": "pretty", "recorded_at": "2026-01-20T08:00:00Z", "counts": {"issues": 12},
+        // Above 2^53: a double would print 6842684531675334000.
+        "database": {"pg_system_id": 6_842_684_531_675_334_351_i64},
+        "topology": {"query_apdex_weekly_average": 0.25}
     })))
     .unwrap();
     let pretty = serde_json::to_vec_pretty(&pretty).unwrap();
@@ -61,7 +64,7 @@ async fn export_streams_a_date_range_as_ndjson_and_csv() {
             "--format",
             "csv",
             "--keys",
-            "counts.issues,no.such.key",
+            "counts.issues,no.such.key,database.pg_system_id,topology.query_apdex_weekly_average",
         ],
         &[],
     );
@@ -73,7 +76,15 @@ async fn export_streams_a_date_range_as_ndjson_and_csv() {
     let mut reader = csv::Reader::from_reader(output.stdout.as_slice());
     let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
     assert_eq!(header[0], "usage_data_id");
-    assert_eq!(&header[8..], ["counts.issues", "no.such.key"]);
+    assert_eq!(
+        &header[8..],
+        [
+            "counts.issues",
+            "no.such.key",
+            "database.pg_system_id",
+            "topology.query_apdex_weekly_average"
+        ]
+    );
     let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
     assert_eq!(rows.len(), 2);
     assert_eq!(&rows[0][1], "01974cde-79f9-4882-b407-7bec1eb4e8a3");
@@ -81,6 +92,11 @@ async fn export_streams_a_date_range_as_ndjson_and_csv() {
     assert_eq!(&rows[1][1], "pretty");
     assert_eq!(&rows[1][8], "12");
     assert_eq!(&rows[1][9], "", "an unknown key is an empty column");
+    assert_eq!(
+        &rows[1][10], "6842684531675334351",
+        "integers are exported exactly, also above 2^53"
+    );
+    assert_eq!(&rows[1][11], "0.25");
 
     let bad = run_cli(
         &url,
