@@ -83,10 +83,10 @@ pub fn check_payload(parsed: &ParsedPayload) -> Result<(), String> {
         no_nul_opt(field, value.as_deref())?;
     }
     recorded_at(&s.recorded_at)?;
-    if let Some(metric) = parsed.metrics.iter().find(|m| m.key.contains('\0')) {
+    if let Some(key) = parsed.metrics.key_with_nul() {
         return Err(format!(
             "metric key `{}` contains a NUL character",
-            metric.key.escape_default()
+            key.escape_default()
         ));
     }
     Ok(())

@@ -252,17 +252,21 @@ pub fn parse_payload(bytes: &[u8], limits: &PayloadLimits) -> Result<ParsedPaylo
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(PayloadError::Empty);
     }
-    let mut state = Flattener::new(limits);
+    let mut state = Flattener::new(limits, bytes.len());
     let mut identity = Map::new();
     let mut top_level_keys = 0;
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let outcome = TopLevel {
+    let top = TopLevel {
         state: &mut state,
         identity: &mut identity,
         keys: &mut top_level_keys,
-    }
-    .deserialize(&mut deserializer)
-    .and_then(|()| deserializer.end());
+    };
+    // One UTF-8 check of the whole body, then a parser that trusts it: checking each of a
+    // payload's ~10,000 strings on its own was ~3 % of ingest CPU. A body that is not UTF-8
+    // goes through the checking parser, which names where it breaks, as before.
+    let outcome = match std::str::from_utf8(bytes) {
+        Ok(text) => deserialize_all(top, serde_json::Deserializer::from_str(text)),
+        Err(_) => deserialize_all(top, serde_json::Deserializer::from_slice(bytes)),
+    };
     if let Err(error) = outcome {
         // Our own checks stop the parser through a serde error; the precise cause is kept
         // aside, everything else is a JSON syntax problem.
@@ -278,6 +282,15 @@ pub fn parse_payload(bytes: &[u8], limits: &PayloadLimits) -> Result<ParsedPaylo
         metrics,
         top_level_keys,
     })
+}
+
+/// Runs the flattening parser over the whole input, then checks nothing follows the object.
+fn deserialize_all<'de, R: serde_json::de::Read<'de>>(
+    top: TopLevel<'_, '_>,
+    mut deserializer: serde_json::Deserializer<R>,
+) -> Result<(), serde_json::Error> {
+    top.deserialize(&mut deserializer)?;
+    deserializer.end()
 }
 
 /// Top-level fields read into the summary; the parser keeps them as values while it streams

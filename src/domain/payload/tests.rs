@@ -574,3 +574,33 @@ fn integers_are_kept_exactly_beside_the_double() {
     assert_eq!(m.metric("huge").unwrap().exact, None);
     assert_eq!(m.metric("neg").unwrap().exact, Some(-3));
 }
+
+#[test]
+fn a_non_utf8_body_is_refused_with_its_position() {
+    // Valid UTF-8 goes through the parser that trusts it; anything else through the checking
+    // one, which must still say where the bad byte is.
+    let err = parse(b"{\n\"uuid\": \"ok\",\n\"x\": \"\xff\"}").unwrap_err();
+    assert!(
+        matches!(err, PayloadError::InvalidJson { line: 3, .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn keys_longer_than_the_body_grow_past_the_reservation() {
+    // The key buffer is reserved from the body's length; nested short keys repeat their
+    // prefix per leaf, so the paths can be longer than the body itself.
+    let prefix = "p".repeat(300);
+    let leaves: Vec<String> = (0..200).map(|n| format!("\"k{n}\":{n}")).collect();
+    let text = with_id(&format!("\"{prefix}\":{{{}}}", leaves.join(",")));
+    let parsed = parse_str(&text).unwrap();
+    assert_eq!(parsed.metrics.len(), 200);
+    assert_eq!(parsed.metrics.get(&format!("{prefix}.k199")), Some(199.0));
+    assert_eq!(parsed.metrics.key_with_nul(), None);
+}
+
+#[test]
+fn a_key_with_nul_is_found_once_sorted() {
+    let parsed = parse_str(&with_id(r#""b":{"x\u0000y":1},"a":2,"c\u0000":3"#)).unwrap();
+    assert_eq!(parsed.metrics.key_with_nul(), Some("b.x\0y"));
+}
