@@ -3,11 +3,12 @@
 //! A payload goes through three stages:
 //!
 //! 1. **Admission** ([`Ingest::admit`]): a permit from a semaphore of
-//!    `ingest_max_concurrent`, taken BEFORE the body is read, so memory is bounded by the
-//!    bodies in flight; when none frees up within `ingest_admission_wait_ms` the client gets
-//!    503 + `Retry-After` and keeps its payload.
-//! 2. **Decoding** ([`decode_payload`], on the blocking pool): gunzip with a cap on the
-//!    decompressed size, then the streaming, depth-capped parse of `domain::payload`.
+//!    `ingest_max_concurrent`, taken once the body is read (the body itself is bounded by the
+//!    in-flight byte budget of `routes::body`); when none frees up within
+//!    `ingest_admission_wait_ms` the client gets 503 + `Retry-After` and keeps its payload.
+//! 2. **Decoding** ([`Ingest::decoder`], on the blocking pool): gunzip with a cap on the
+//!    decompressed size, the streaming, depth-capped parse of `domain::payload`, the
+//!    compression of the raw bytes, and the staged body of the values.
 //! 3. **Storing** ([`Ingest::submit`]): the parsed payload goes to a writer thread, which
 //!    takes every payload that queued up while it was committing and stores them in one
 //!    transaction ("group commit": one fsync and a few multi-row statements for many
@@ -201,21 +202,31 @@ impl Ingest {
         }
     }
 
+    /// The decoding of one body, to run on the blocking pool ([`decode_payload`]), which also
+    /// makes the staged body of its values when every key is known already (almost always):
+    /// made there, in parallel across requests, the one writer thread only writes it, and no
+    /// second hop to the blocking pool is needed.
+    pub fn decoder(
+        &self,
+        body: bytes::Bytes,
+        gzip: bool,
+        max_decompressed: usize,
+    ) -> impl FnOnce() -> Result<Decoded, DecodeError> + Send + 'static {
+        let (keys, limits) = (self.keys.clone(), self.limits);
+        move || {
+            let (parsed, raw) = decode_payload(body, gzip, max_decompressed, &limits)?;
+            let staged = store::staged_body(&keys.ids(), &parsed.metrics);
+            Ok(Decoded {
+                parsed,
+                raw,
+                staged,
+            })
+        }
+    }
+
     /// Stores one payload (grouped with others arriving at the same time); resolves after
     /// the commit.
-    pub async fn submit(
-        &self,
-        mut submission: NewSubmission,
-    ) -> Result<StoredSubmission, ApiError> {
-        // The staged body is made here, in parallel across requests, when every key is known
-        // already (almost always): the one writer thread then only writes it.
-        let keys = self.keys.clone();
-        submission = tokio::task::spawn_blocking(move || {
-            submission.staged = store::staged_body(&keys.ids(), &submission.metrics);
-            submission
-        })
-        .await
-        .map_err(|e| ApiError::Internal(format!("staging task failed: {e}")))?;
+    pub async fn submit(&self, submission: NewSubmission) -> Result<StoredSubmission, ApiError> {
         let (reply, answer) = oneshot::channel();
         match self.queue.try_send(Job { submission, reply }) {
             Ok(()) => {}
@@ -414,19 +425,28 @@ impl Writer {
     }
 }
 
+/// A body decoded by [`Ingest::decoder`], ready for [`new_submission`].
+pub struct Decoded {
+    /// The parsed payload.
+    pub parsed: ParsedPayload,
+    /// The JSON bytes, compressed for storage.
+    pub raw: RawPayload,
+    /// The staged body of its values; `None` when a key has no id yet.
+    staged: Option<String>,
+}
+
 /// Which way a submission arrived, for [`NewSubmission`].
 pub fn new_submission(
-    parsed: ParsedPayload,
-    raw: RawPayload,
+    decoded: Decoded,
     source: SubmissionSource,
     country: Option<String>,
 ) -> NewSubmission {
     NewSubmission {
-        summary: parsed.summary,
-        metrics: parsed.metrics,
-        raw,
+        summary: decoded.parsed.summary,
+        metrics: decoded.parsed.metrics,
+        raw: decoded.raw,
         source,
         country,
-        staged: None,
+        staged: decoded.staged,
     }
 }

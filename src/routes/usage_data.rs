@@ -18,7 +18,7 @@ use crate::db::models::usage_ping::{
 };
 use crate::domain::payload::{PayloadError, PayloadSummary};
 use crate::error::{ApiError, RETRY_AFTER_SECS};
-use crate::ingest::{decode_payload, decode_reason, new_submission, DecodeError};
+use crate::ingest::{decode_reason, new_submission, DecodeError};
 use crate::routes::body::{BodyError, BodyFailure, BodyTicket};
 use crate::routes::client::client_country;
 use crate::state::AppState;
@@ -170,23 +170,21 @@ async fn receive_json(
         .await
         .inspect_err(|_| *reason = Some("saturated"))?;
     let max_decompressed = settings.ingest.max_decompressed_bytes;
-    let limits = state.ingest.limits;
     let body_len = bytes.len();
-    let decoded = web::block(move || decode_payload(bytes, gzip, max_decompressed, &limits))
+    let decoded = web::block(state.ingest.decoder(bytes, gzip, max_decompressed))
         .await
         .map_err(|e| ApiError::Internal(format!("decode task failed: {e}")))?;
-    let (parsed, raw) = decoded.inspect_err(|err| {
+    let decoded = decoded.inspect_err(|err| {
         *reason = Some(decode_reason(err));
         state.ingest.metrics.count_bytes(body_len, 0, 0);
     })?;
     let metrics = &state.ingest.metrics;
-    metrics.count_bytes(body_len, raw.original_len, raw.bytes.len());
-    let summary = parsed.summary.clone();
+    metrics.count_bytes(body_len, decoded.raw.original_len, decoded.raw.bytes.len());
+    let summary = decoded.parsed.summary.clone();
     let stored = state
         .ingest
         .submit(new_submission(
-            parsed,
-            raw,
+            decoded,
             SubmissionSource::Automatic,
             country(&req, &state),
         ))
@@ -413,11 +411,10 @@ async fn upload(
             );
         }
     };
-    let limits = state.ingest.limits;
     let max_decompressed = state.settings.ingest.max_decompressed_bytes;
     let body_len = bytes.len();
-    let decoded = web::block(move || decode_payload(bytes, false, max_decompressed, &limits)).await;
-    let (parsed, raw) = match decoded {
+    let decoded = web::block(state.ingest.decoder(bytes, false, max_decompressed)).await;
+    let decoded = match decoded {
         Ok(Ok(decoded)) => decoded,
         Ok(Err(err)) => {
             *reason = Some(decode_reason(&err));
@@ -431,9 +428,9 @@ async fn upload(
         Err(err) => return error_response(ApiError::Internal(format!("decode failed: {err}"))),
     };
     let metrics = &state.ingest.metrics;
-    metrics.count_bytes(body_len, raw.original_len, raw.bytes.len());
-    let summary = parsed.summary.clone();
-    let submission = new_submission(parsed, raw, SubmissionSource::Manual, country(&req, &state));
+    metrics.count_bytes(body_len, decoded.raw.original_len, decoded.raw.bytes.len());
+    let summary = decoded.parsed.summary.clone();
+    let submission = new_submission(decoded, SubmissionSource::Manual, country(&req, &state));
     match state.ingest.submit(submission).await {
         Ok(stored) => {
             log_stored(&state, &summary, &stored, SubmissionSource::Manual);
