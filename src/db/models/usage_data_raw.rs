@@ -13,11 +13,11 @@ use crate::db::schema::{usage_data, usage_data_raw};
 use crate::db::{AnyConnection, DbError};
 use crate::with_conn;
 
-/// zstd level for raw payloads, measured in docs/benchmarks-ingest.md: with the dictionary a
-/// generated 18.9 payload (229 KB) takes ~33 KB at level 1 and ~30 KB at level 3 (plain:
-/// ~36 KB). Compression was the largest part of ingest CPU; level 1 gave ~20 % more payloads
-/// a second for those 3 KB. Level 9 saves another ~7 KB but costs five times the CPU. The
-/// level is not needed to decode, so rows written at another level read the same.
+/// zstd level for raw payloads, with the search settings of [`TUNED`]: a generated 18.9
+/// payload (229 KB) takes ~30.4 KB, as small as level 3 (~30.1 KB; plain, without the
+/// dictionary: ~36 KB), at ~15 % less CPU (docs/benchmarks-ingest.md). Level 9 saves another
+/// ~7 KB but costs five times the CPU. The level is not needed to decode, so rows written at
+/// another level read the same.
 const ZSTD_LEVEL: i32 = 1;
 
 /// Level 1's search, tuned for payloads of a few hundred KB with the dictionary: a window

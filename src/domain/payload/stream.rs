@@ -25,10 +25,10 @@ impl<'l> Flattener<'l> {
     /// A flattener for a body of `body_len` bytes.
     pub(super) fn new(limits: &'l PayloadLimits, body_len: usize) -> Self {
         // Reserved from the body's size: a full 18.9 payload (229 KB) has 4,194 leaves, one
-        // per ~55 bytes, and 286 KB of key paths (each leaf's whole path). Growing from a fixed guess instead copied
-        // (and page-faulted in) the buffers three times over: ~7 % of ingest CPU in a
-        // profile. The caps keep a hostile body's reservation within what the limits allow
-        // anyway; unused reserved pages are never touched.
+        // per ~55 bytes, and 286 KB of key paths (each leaf's whole path). Growing from a
+        // fixed guess instead copied (and page-faulted in) the buffers three times over: ~7 %
+        // of ingest CPU in a profile. The caps keep a hostile body's reservation within what
+        // the limits allow anyway; reserved pages that are never written are never touched.
         let leaves = (body_len / 40)
             .max(64)
             .min(limits.max_metrics.saturating_add(1));
