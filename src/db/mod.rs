@@ -10,6 +10,7 @@ mod json_text;
 pub mod locks;
 pub mod models;
 pub mod schema;
+mod write_priority;
 pub mod write_tx;
 
 pub use write_tx::WriteTransaction;
@@ -230,7 +231,14 @@ pub struct Db {
     guard: std::sync::Arc<guard::StoreGuard>,
     /// The configured URL, for connections that must not come from the pool (job locks).
     url: std::sync::Arc<str>,
+    /// Ingest writers go first on SQLite's one write lock (`write_priority.rs`).
+    priority: std::sync::Arc<write_priority::WritePriority>,
 }
+
+/// Longest a background job waits for announced ingest writers before its next write
+/// transaction. Ingest groups commit in a few ms, so the bound only matters under constant
+/// ingest, where the job still gets about ten transactions a second.
+const YIELD_MAX: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// SQLite settings that are per connection, not per file, so every pooled connection needs
 /// them: WAL lets readers run beside the writer, `busy_timeout` makes writers queue instead
@@ -292,7 +300,23 @@ impl Db {
             backend,
             guard: std::sync::Arc::new(store_guard),
             url: url.into(),
+            priority: Default::default(),
         })
+    }
+
+    /// Announces an ingest writer until the ticket is dropped: on SQLite, background jobs
+    /// wait between their transactions while one is announced (`write_priority.rs`).
+    pub(crate) fn announce_ingest_write(&self) -> write_priority::PriorityTicket<'_> {
+        self.priority.announce()
+    }
+
+    /// Called by background jobs between write transactions: on SQLite, waits (at most
+    /// `YIELD_MAX`) while an ingest writer is announced, so it gets the write lock next.
+    /// Returns at once on PostgreSQL, which has no store-wide write lock.
+    pub(crate) fn yield_to_ingest(&self) {
+        if self.backend == Backend::Sqlite {
+            self.priority.yield_to_writers(YIELD_MAX);
+        }
     }
 
     /// The store's URL (for a dedicated connection; never log it: it may hold a password).

@@ -42,6 +42,8 @@ pub(crate) fn run(
 ) -> Result<(), DbError> {
     let mut conn = ctx.db.get()?;
     while !ctx.cancel.is_cancelled() {
+        // On SQLite, a waiting ingest writer commits before the next block.
+        ctx.db.yield_to_ingest();
         let merged = metric_values::merge_staged(&mut conn, policy, Utc::now().naive_utc())?;
         if merged == 0 {
             break;

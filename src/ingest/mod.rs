@@ -371,6 +371,8 @@ impl Writer {
     }
 
     fn store(&self, submissions: &[NewSubmission]) -> Result<Vec<StoredSubmission>, DbError> {
+        // Background jobs on SQLite let this group's transaction go first (db/write_priority.rs).
+        let _first = self.db.announce_ingest_write();
         let started = std::time::Instant::now();
         let mut conn = self.db.get()?;
         self.keys.resolve(

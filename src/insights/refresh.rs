@@ -42,6 +42,7 @@ pub fn refresh_until(db: &Db, cancelled: &dyn Fn() -> bool) -> anyhow::Result<us
     if !late.is_empty() {
         let keys = Keys::load(&mut conn)?;
         for submission in &late {
+            db.yield_to_ingest();
             process(&mut conn, &keys, &mut cache, submission, watermark)?;
             processed += 1;
         }
@@ -56,6 +57,10 @@ pub fn refresh_until(db: &Db, cancelled: &dyn Fn() -> bool) -> anyhow::Result<us
         let keys = Keys::load(&mut conn)?;
         for submission in &batch {
             watermark = watermark.max(submission.id);
+            // One transaction per submission, back to back: on SQLite a waiting ingest
+            // writer would otherwise lose the write lock to the next one for seconds
+            // (db/write_priority.rs).
+            db.yield_to_ingest();
             process(&mut conn, &keys, &mut cache, submission, watermark)?;
             processed += 1;
         }
