@@ -6,8 +6,9 @@
 //! (~10 ms per submission), takes the lock again in the gap between two of them, so a waiting
 //! ingest writer can sleep for seconds. Measured: full payloads posted to a restarted server
 //! while its rollup caught up on 1,000 submissions waited up to 8 s (p99 8,062 ms;
-//! docs/benchmarks-ingest.md). Ingest writers announce themselves here, and background loops
-//! call [`WritePriority::yield_to_writers`] between their transactions. That wait is bounded,
+//! docs/benchmarks-ingest.md). Ingest writers announce themselves here, and the background
+//! loops of back-to-back write transactions (the rollup, the metric merge, retention) call
+//! [`WritePriority::yield_to_writers`], through `Db::yield_to_ingest`, between them. That wait is bounded,
 //! so a background job still progresses under constant ingest.
 //!
 //! PostgreSQL has no store-wide write lock (rows lock on their own), so [`crate::db::Db`]

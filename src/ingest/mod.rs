@@ -75,7 +75,7 @@ impl From<DecodeError> for ApiError {
 /// Gunzips (when `gzip`) with a cap on the output, then parses. Returns the parsed payload
 /// and the JSON bytes to keep verbatim, compressed for storage. CPU-bound: call on the
 /// blocking pool.
-pub fn decode_payload(
+fn decode_payload(
     body: bytes::Bytes,
     gzip: bool,
     max_decompressed: usize,
@@ -122,6 +122,8 @@ pub struct Ingest {
     queue: Sender<Job>,
     /// Parse limits derived from the settings.
     pub limits: PayloadLimits,
+    /// Cap on a gzip body's decompressed size (`ingest_max_decompressed_bytes`).
+    max_decompressed: usize,
     /// The DevOps score mapping (from `assets/devops_score.toml`).
     pub mapping: Arc<ScoreMapping>,
     /// The cached leaders, recomputed in the background.
@@ -177,6 +179,7 @@ impl Ingest {
                 max_depth: ingest.max_json_depth,
                 ..PayloadLimits::default()
             },
+            max_decompressed: ingest.max_decompressed_bytes,
             mapping,
             leaders,
             metrics,
@@ -210,9 +213,9 @@ impl Ingest {
         &self,
         body: bytes::Bytes,
         gzip: bool,
-        max_decompressed: usize,
     ) -> impl FnOnce() -> Result<Decoded, DecodeError> + Send + 'static {
-        let (keys, limits) = (self.keys.clone(), self.limits);
+        let (keys, limits, max_decompressed) =
+            (self.keys.clone(), self.limits, self.max_decompressed);
         move || {
             let (parsed, raw) = decode_payload(body, gzip, max_decompressed, &limits)?;
             let staged = store::staged_body(&keys.ids(), &parsed.metrics);

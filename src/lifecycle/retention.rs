@@ -149,7 +149,10 @@ pub fn run_pass(
                 report.cancelled = true;
                 break;
             }
-            // A connection per batch: the pool is shared with checks and ingest.
+            // Batches run back to back: on SQLite a waiting ingest writer commits first
+            // (db/write_priority.rs). A connection per batch: the pool is shared with checks
+            // and ingest.
+            db.yield_to_ingest();
             let n = step(&mut db.get()?, cutoff, per_batch)?;
             total += n as u64;
             if let Some(m) = metrics {

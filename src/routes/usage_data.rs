@@ -160,7 +160,7 @@ async fn receive_json(
         }
         body_error(err, limit)
     })?;
-    // Moved out, not cloned: the only reference lets `decode_payload` take the buffer over
+    // Moved out, not cloned: the only reference lets the decoder take the buffer over
     // instead of copying a body of up to `ingest_max_body_bytes`; `read` keeps holding the
     // body's share of the in-flight budget until the answer.
     let bytes = std::mem::take(&mut read.bytes);
@@ -169,9 +169,8 @@ async fn receive_json(
         .admit()
         .await
         .inspect_err(|_| *reason = Some("saturated"))?;
-    let max_decompressed = settings.ingest.max_decompressed_bytes;
     let body_len = bytes.len();
-    let decoded = web::block(state.ingest.decoder(bytes, gzip, max_decompressed))
+    let decoded = web::block(state.ingest.decoder(bytes, gzip))
         .await
         .map_err(|e| ApiError::Internal(format!("decode task failed: {e}")))?;
     let decoded = decoded.inspect_err(|err| {
@@ -411,9 +410,8 @@ async fn upload(
             );
         }
     };
-    let max_decompressed = state.settings.ingest.max_decompressed_bytes;
     let body_len = bytes.len();
-    let decoded = web::block(state.ingest.decoder(bytes, false, max_decompressed)).await;
+    let decoded = web::block(state.ingest.decoder(bytes, false)).await;
     let decoded = match decoded {
         Ok(Ok(decoded)) => decoded,
         Ok(Err(err)) => {

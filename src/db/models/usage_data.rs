@@ -90,15 +90,6 @@ pub struct KeyDictionary {
 pub type KeyIds = HashMap<String, i64, foldhash::fast::RandomState>;
 
 impl KeyDictionary {
-    /// The cached id of a key path.
-    pub fn get(&self, key: &str) -> Option<i64> {
-        self.ids
-            .read()
-            .expect("key dictionary lock")
-            .get(key)
-            .copied()
-    }
-
     /// Every cached id, for building a group's metric rows under one lock.
     pub fn ids(&self) -> RwLockReadGuard<'_, KeyIds> {
         self.ids.read().expect("key dictionary lock")

@@ -318,7 +318,7 @@ mod tests {
 
     #[test]
     fn tuned_search_takes_effect_on_a_full_payload() {
-        let payload = include_bytes!("../../../tests/fixtures/payload_18.9.0_generated.json");
+        let payload = FULL;
         let tuned = RawPayload::compress(payload);
         let untuned = zstd::bulk::Compressor::with_dictionary(ZSTD_LEVEL, DICTIONARY_1)
             .unwrap()
