@@ -205,7 +205,7 @@ impl Ingest {
         }
     }
 
-    /// The decoding of one body, to run on the blocking pool ([`decode_payload`]), which also
+    /// The decoding of one body, to run on the blocking pool (`decode_payload`), which also
     /// makes the staged body of its values when every key is known already (almost always):
     /// made there, in parallel across requests, the one writer thread only writes it, and no
     /// second hop to the blocking pool is needed.
